@@ -1,0 +1,120 @@
+"""The Layercode voice agent integration."""
+
+from __future__ import annotations
+
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.const import Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import (
+    ConfigEntryAuthFailed,
+    ConfigEntryError,
+    ConfigEntryNotReady,
+)
+from homeassistant.helpers import config_validation as cv
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.typing import ConfigType
+
+from .client import (
+    LAYERCODE_WEBSOCKET_URL,
+    Authorizer,
+    ConcurrencyLimitError,
+    InvalidApiKeyError,
+    LayercodeConnectionError,
+    LayercodeError,
+    ServerError,
+    TurnTrigger,
+)
+from .const import (
+    CONF_AGENT_ID,
+    CONF_API_KEY,
+    CONF_AUDIO_OUTPUT,
+    CONF_AUTHORIZE_URL,
+    CONF_IDLE_TIMEOUT,
+    CONF_METADATA,
+    CONF_TURN_TAKING,
+    CONF_WEBSOCKET_URL,
+    DEFAULT_AUDIO_OUTPUT,
+    DEFAULT_IDLE_TIMEOUT,
+    DOMAIN,
+    TurnTaking,
+)
+from .runtime import LayercodeRuntime, RuntimeSettings
+from .services import async_setup_services
+
+PLATFORMS: list[Platform] = [
+    Platform.BINARY_SENSOR,
+    Platform.EVENT,
+    Platform.SENSOR,
+    Platform.SWITCH,
+]
+
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+type LayercodeConfigEntry = ConfigEntry[LayercodeRuntime]
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the integration's actions."""
+    async_setup_services(hass)
+    return True
+
+
+def settings_from_entry(entry: ConfigEntry) -> RuntimeSettings:
+    """The runtime settings stored in the entry's data and options."""
+    turn_taking = TurnTaking(entry.options.get(CONF_TURN_TAKING, TurnTaking.AGENT))
+    return RuntimeSettings(
+        authorizer=Authorizer(
+            entry.data[CONF_AUTHORIZE_URL],
+            entry.data[CONF_AGENT_ID],
+            api_key=entry.data.get(CONF_API_KEY) or None,
+            metadata=entry.options.get(CONF_METADATA) or {},
+        ),
+        websocket_url=entry.data.get(CONF_WEBSOCKET_URL) or LAYERCODE_WEBSOCKET_URL,
+        trigger=None if turn_taking is TurnTaking.AGENT else TurnTrigger(turn_taking.value),
+        idle_timeout=float(entry.options.get(CONF_IDLE_TIMEOUT, DEFAULT_IDLE_TIMEOUT)),
+        audio_output=bool(entry.options.get(CONF_AUDIO_OUTPUT, DEFAULT_AUDIO_OUTPUT)),
+    )
+
+
+async def async_setup_entry(hass: HomeAssistant, entry: LayercodeConfigEntry) -> bool:
+    """Check that the agent authorizes, then start the runtime and its entities."""
+    http = async_get_clientsession(hass)
+    settings = settings_from_entry(entry)
+    try:
+        await settings.authorizer(http)
+    except InvalidApiKeyError as err:
+        raise ConfigEntryAuthFailed(
+            translation_domain=DOMAIN,
+            translation_key="invalid_auth",
+            translation_placeholders={"error": err.message},
+        ) from err
+    except (LayercodeConnectionError, ServerError, ConcurrencyLimitError) as err:
+        raise ConfigEntryNotReady(
+            translation_domain=DOMAIN,
+            translation_key="cannot_connect",
+            translation_placeholders={"error": str(err)},
+        ) from err
+    except LayercodeError as err:
+        raise ConfigEntryError(
+            translation_domain=DOMAIN,
+            translation_key="authorize_failed",
+            translation_placeholders={"error": str(err)},
+        ) from err
+
+    entry.runtime_data = LayercodeRuntime(hass, http, settings)
+    entry.async_on_unload(entry.add_update_listener(_async_reload_on_update))
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    return True
+
+
+async def _async_reload_on_update(hass: HomeAssistant, entry: LayercodeConfigEntry) -> None:
+    """Options changed: start again with the new settings."""
+    await hass.config_entries.async_reload(entry.entry_id)
+
+
+async def async_unload_entry(hass: HomeAssistant, entry: LayercodeConfigEntry) -> bool:
+    """Close every session; nothing is left running."""
+    unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+    if unloaded:
+        await entry.runtime_data.async_shutdown()
+    return unloaded

@@ -1,0 +1,72 @@
+"""A Python client for Layercode voice agents, modelled on the official browser SDK.
+
+Pure asyncio on aiohttp; nothing here imports Home Assistant, so that it could ship on
+PyPI as its own library.
+"""
+
+from .authorize import LAYERCODE_AUTHORIZE_URL, SDK_VERSION, Authorizer
+from .config import Authorization, SessionConfig, TurnTrigger, VadConfig
+from .errors import (
+    AgentNotFoundError,
+    AuthorizeError,
+    BadRequestError,
+    ConcurrencyLimitError,
+    InsufficientBalanceError,
+    InvalidApiKeyError,
+    InvalidResponseError,
+    LayercodeConnectionError,
+    LayercodeError,
+    LayercodeTimeoutError,
+    ServerError,
+    SessionClosedError,
+)
+from .events import (
+    AgentSpeakingChanged,
+    AgentTurnStarted,
+    AmplitudeChanged,
+    Connected,
+    MuteChanged,
+    SessionEvent,
+    SessionFailed,
+    SessionStatus,
+    StatusChanged,
+    UserSpeakingChanged,
+)
+from .session import LAYERCODE_WEBSOCKET_URL, EventWaiter, LayercodeSession
+from .turns import AgentTurn
+
+__all__ = [
+    "LAYERCODE_AUTHORIZE_URL",
+    "LAYERCODE_WEBSOCKET_URL",
+    "SDK_VERSION",
+    "AgentNotFoundError",
+    "AgentSpeakingChanged",
+    "AgentTurn",
+    "AgentTurnStarted",
+    "AmplitudeChanged",
+    "Authorization",
+    "AuthorizeError",
+    "Authorizer",
+    "BadRequestError",
+    "ConcurrencyLimitError",
+    "Connected",
+    "EventWaiter",
+    "InsufficientBalanceError",
+    "InvalidApiKeyError",
+    "InvalidResponseError",
+    "LayercodeConnectionError",
+    "LayercodeError",
+    "LayercodeSession",
+    "LayercodeTimeoutError",
+    "MuteChanged",
+    "ServerError",
+    "SessionClosedError",
+    "SessionConfig",
+    "SessionEvent",
+    "SessionFailed",
+    "SessionStatus",
+    "StatusChanged",
+    "TurnTrigger",
+    "UserSpeakingChanged",
+    "VadConfig",
+]

@@ -1,0 +1,115 @@
+"""PCM helpers: resampling Home Assistant's 16 kHz audio to Layercode's 8 kHz, framing, levels.
+
+All audio here is signed 16-bit little-endian mono PCM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import numpy.typing as npt
+
+SAMPLE_WIDTH = 2
+MIC_RATE = 16_000
+"""What Home Assistant's Assist pipeline hands to an STT entity."""
+WIRE_INPUT_RATE = 8_000
+"""What Layercode expects in `client.audio`."""
+AGENT_RATE = 16_000
+"""What Layercode sends in `response.audio` (not announced in-band)."""
+FRAME_BYTES = 1792
+"""One `client.audio` frame: 896 samples, 112 ms at 8 kHz, the official browser SDK's size."""
+
+_FULL_SCALE = 32768.0
+
+
+def _lowpass_taps(num_taps: int, cutoff: float) -> npt.NDArray[np.float64]:
+    """Blackman-windowed sinc low-pass; `cutoff` is a fraction of the input Nyquist rate."""
+    n = np.arange(num_taps) - (num_taps - 1) / 2
+    taps = cutoff * np.sinc(cutoff * n) * np.blackman(num_taps)
+    result: npt.NDArray[np.float64] = taps / taps.sum()
+    return result
+
+
+class Decimator:
+    """Streaming integer-ratio downsampler with an anti-aliasing filter.
+
+    Chunks of any size go in; state carries over, so the output is the same as if the
+    whole signal had been resampled at once.
+    """
+
+    def __init__(self, in_rate: int = MIC_RATE, out_rate: int = WIRE_INPUT_RATE) -> None:
+        if in_rate % out_rate:
+            raise ValueError(f"{in_rate} Hz is not a multiple of {out_rate} Hz")
+        self._factor = in_rate // out_rate
+        # Pass band up to 85 % of the output's Nyquist rate; 6 kHz at 16 kHz is > 70 dB down.
+        self._taps = _lowpass_taps(16 * self._factor * 4 - 1, 0.85 / self._factor)
+        self._history: npt.NDArray[np.float64] = np.zeros(len(self._taps) - 1)
+        self._phase = 0
+        self._odd_byte = b""
+
+    def process(self, pcm: bytes) -> bytes:
+        """Resample one chunk; returns whatever output samples it completes."""
+        pcm = self._odd_byte + pcm
+        usable = len(pcm) - len(pcm) % SAMPLE_WIDTH
+        self._odd_byte = pcm[usable:]
+        if not usable:
+            return b""
+        samples = np.frombuffer(pcm[:usable], dtype="<i2").astype(np.float64)
+        signal: npt.NDArray[np.float64] = np.concatenate((self._history, samples))
+        filtered = np.convolve(signal, self._taps, mode="valid").astype(np.float64)
+        self._history = signal[len(signal) - len(self._history) :]
+        picked = filtered[self._phase :: self._factor]
+        self._phase = (self._phase - len(filtered)) % self._factor
+        return to_pcm(picked)
+
+    def reset(self) -> None:
+        """Forget the filter state (a new utterance)."""
+        self._history[:] = 0
+        self._phase = 0
+        self._odd_byte = b""
+
+
+def to_pcm(samples: npt.NDArray[np.float64]) -> bytes:
+    """Round and clip float samples (full scale 32768) to 16-bit PCM."""
+    return np.clip(np.rint(samples), -32768, 32767).astype("<i2").tobytes()
+
+
+class FrameBatcher:
+    """Cuts a byte stream into fixed-size frames, keeping the remainder for later."""
+
+    def __init__(self, frame_bytes: int = FRAME_BYTES) -> None:
+        self.frame_bytes = frame_bytes
+        self._pending = bytearray()
+
+    def push(self, data: bytes) -> Iterator[bytes]:
+        """Add bytes and yield every complete frame."""
+        self._pending += data
+        while len(self._pending) >= self.frame_bytes:
+            frame = bytes(self._pending[: self.frame_bytes])
+            del self._pending[: self.frame_bytes]
+            yield frame
+
+    def flush(self) -> bytes:
+        """Return and clear what is left (less than a frame)."""
+        rest = bytes(self._pending)
+        self._pending.clear()
+        return rest
+
+    def clear(self) -> None:
+        """Drop what is left."""
+        self._pending.clear()
+
+
+def rms_level(pcm: bytes) -> float:
+    """RMS level of 16-bit PCM as a fraction of full scale, 0 to 1."""
+    count = len(pcm) // SAMPLE_WIDTH
+    if not count:
+        return 0.0
+    samples = np.frombuffer(pcm[: count * SAMPLE_WIDTH], dtype="<i2").astype(np.float64)
+    return min(1.0, float(np.sqrt(np.mean(samples * samples))) / _FULL_SCALE)
+
+
+def duration_seconds(pcm: bytes, rate: int) -> float:
+    """Length of 16-bit mono PCM at `rate`."""
+    return len(pcm) / (SAMPLE_WIDTH * rate)

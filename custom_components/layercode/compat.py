@@ -1,0 +1,52 @@
+"""Differences between the Home Assistant versions the integration supports (2025.4.4 and later).
+
+Each flag is True when the running Home Assistant is at least that version. The flags are computed
+from an int (``MAJOR * 100 + MINOR``), not by comparing tuples, so that type checkers can treat
+them as constants:
+
+* pyright (``script/check-ha-types``) sets them per Home Assistant version with ``defineConstant``
+  and reads the names and thresholds from this file: keep every flag in the form
+  ``HA_<year>_<month> = _HA >= <year><month:02>``.
+* mypy runs against the minimum, 2025.4.4, where every flag is False (``always_false`` in
+  pyproject.toml).
+
+Either way the branch for the other versions is unreachable and not checked against the wrong API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from homeassistant.const import MAJOR_VERSION, MINOR_VERSION
+from homeassistant.core import Context, HomeAssistant
+from homeassistant.helpers import chat_session
+
+_HA = MAJOR_VERSION * 100 + MINOR_VERSION
+
+# Streaming conversation entities and TTS input, ask_question, OptionsFlowWithReload.
+HA_2025_8 = _HA >= 202508
+# ConversationInput.satellite_id (a required field), satellite_id in the assist pipeline.
+HA_2025_11 = _HA >= 202511
+# stt.SpeechAudioProcessing (requires_external_vad), pipeline validation errors as events.
+HA_2026_5 = _HA >= 202605
+# Chat sessions have an owner (context=), exclusive chat log turns, DeviceInfo dataclass.
+HA_2026_11 = _HA >= 202611
+
+
+@contextmanager
+def get_chat_session(
+    hass: HomeAssistant, conversation_id: str | None, context: Context | None
+) -> Iterator[chat_session.ChatSession]:
+    """Open (or join) the chat session for a conversation id, on every supported version.
+
+    From 2026.11 the first context's user owns the session and another user's context raises
+    ``Unauthorized``; pass ``context=None`` when acting for no user (a satellite, the bridge).
+    Before 2026.11 there is no ``context`` parameter and the context is not used.
+    """
+    if HA_2026_11:
+        with chat_session.async_get_chat_session(hass, conversation_id, context=context) as session:
+            yield session
+    else:
+        with chat_session.async_get_chat_session(hass, conversation_id) as session:
+            yield session

@@ -1,0 +1,359 @@
+"""Config flow for the Layercode voice agent integration."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+import json
+import logging
+from typing import Any
+
+from homeassistant.config_entries import (
+    ConfigEntry,
+    ConfigFlow,
+    ConfigFlowResult,
+    OptionsFlow,
+)
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.selector import (
+    BooleanSelector,
+    EntitySelector,
+    EntitySelectorConfig,
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
+    SelectSelector,
+    SelectSelectorConfig,
+    SelectSelectorMode,
+    TextSelector,
+    TextSelectorConfig,
+    TextSelectorType,
+)
+import voluptuous as vol
+from yarl import URL
+
+from .client import (
+    LAYERCODE_AUTHORIZE_URL,
+    LAYERCODE_WEBSOCKET_URL,
+    AgentNotFoundError,
+    Authorizer,
+    BadRequestError,
+    ConcurrencyLimitError,
+    InsufficientBalanceError,
+    InvalidApiKeyError,
+    LayercodeConnectionError,
+    LayercodeError,
+    ServerError,
+)
+from .const import (
+    CONF_AGENT_ID,
+    CONF_API_KEY,
+    CONF_AUDIO_OUTPUT,
+    CONF_AUTHORIZE_URL,
+    CONF_FALLBACK_TTS,
+    CONF_IDLE_TIMEOUT,
+    CONF_METADATA,
+    CONF_TURN_TAKING,
+    CONF_WEBSOCKET_URL,
+    DEFAULT_AUDIO_OUTPUT,
+    DEFAULT_IDLE_TIMEOUT,
+    DOMAIN,
+    MAX_IDLE_TIMEOUT,
+    MIN_IDLE_TIMEOUT,
+    TurnTaking,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+AUTHORIZE_URL_SCHEMES = frozenset({"http", "https"})
+WEBSOCKET_URL_SCHEMES = frozenset({"ws", "wss"})
+
+URL_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.URL))
+PASSWORD_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
+
+STEP_USER_SCHEMA = vol.Schema(
+    {
+        vol.Required(CONF_AGENT_ID): TextSelector(TextSelectorConfig(autocomplete="off")),
+        vol.Required(CONF_AUTHORIZE_URL, default=LAYERCODE_AUTHORIZE_URL): URL_SELECTOR,
+        vol.Optional(CONF_API_KEY): PASSWORD_SELECTOR,
+        vol.Optional(CONF_WEBSOCKET_URL, default=LAYERCODE_WEBSOCKET_URL): URL_SELECTOR,
+    }
+)
+STEP_RECONFIGURE_SCHEMA = vol.Schema(
+    {
+        vol.Required(CONF_AUTHORIZE_URL): URL_SELECTOR,
+        vol.Optional(CONF_API_KEY): PASSWORD_SELECTOR,
+        vol.Optional(CONF_WEBSOCKET_URL, default=LAYERCODE_WEBSOCKET_URL): URL_SELECTOR,
+    }
+)
+STEP_REAUTH_SCHEMA = vol.Schema({vol.Required(CONF_API_KEY): PASSWORD_SELECTOR})
+
+OPTIONS_SCHEMA = vol.Schema(
+    {
+        vol.Optional(CONF_METADATA): TextSelector(TextSelectorConfig(multiline=True)),
+        vol.Optional(CONF_TURN_TAKING, default=TurnTaking.AGENT.value): SelectSelector(
+            SelectSelectorConfig(
+                options=[mode.value for mode in TurnTaking],
+                translation_key=CONF_TURN_TAKING,
+                mode=SelectSelectorMode.DROPDOWN,
+            )
+        ),
+        vol.Optional(CONF_IDLE_TIMEOUT, default=DEFAULT_IDLE_TIMEOUT): NumberSelector(
+            NumberSelectorConfig(
+                min=MIN_IDLE_TIMEOUT,
+                max=MAX_IDLE_TIMEOUT,
+                step=1,
+                unit_of_measurement="s",
+                mode=NumberSelectorMode.BOX,
+            )
+        ),
+        vol.Optional(CONF_AUDIO_OUTPUT, default=DEFAULT_AUDIO_OUTPUT): BooleanSelector(),
+        vol.Optional(CONF_FALLBACK_TTS): EntitySelector(EntitySelectorConfig(domain="tts")),
+    }
+)
+
+
+def _valid_url(value: str, schemes: frozenset[str]) -> bool:
+    """Whether `value` is an absolute URL with one of `schemes` and a host."""
+    try:
+        url = URL(value)
+    except ValueError:
+        return False
+    return url.scheme in schemes and bool(url.host)
+
+
+def normalize_url(value: str) -> str:
+    """The URL as compared for uniqueness: lower-case scheme and host, no default port,
+    no trailing slash, no fragment."""
+    url = URL(value.strip()).with_fragment(None)
+    return str(url.with_path(url.path.rstrip("/"), keep_query=True))
+
+
+def unique_id_for(agent_id: str, authorize_url: str) -> str:
+    """One config entry per agent and authorize endpoint."""
+    return f"{agent_id}@{normalize_url(authorize_url)}"
+
+
+def _clean(user_input: Mapping[str, Any], *keys: str) -> dict[str, str]:
+    """The given text fields, stripped; empty ones left out."""
+    cleaned: dict[str, str] = {}
+    for key in keys:
+        value = str(user_input.get(key) or "").strip()
+        if value:
+            cleaned[key] = value
+    return cleaned
+
+
+def _validate_urls(data: Mapping[str, str]) -> dict[str, str]:
+    """Field errors for the authorize and WebSocket URLs."""
+    errors: dict[str, str] = {}
+    if not _valid_url(data.get(CONF_AUTHORIZE_URL, ""), AUTHORIZE_URL_SCHEMES):
+        errors[CONF_AUTHORIZE_URL] = "invalid_authorize_url"
+    if not _valid_url(data.get(CONF_WEBSOCKET_URL, ""), WEBSOCKET_URL_SCHEMES):
+        errors[CONF_WEBSOCKET_URL] = "invalid_websocket_url"
+    return errors
+
+
+async def async_try_authorize(
+    hass: HomeAssistant,
+    authorize_url: str,
+    agent_id: str,
+    api_key: str | None,
+    metadata: Mapping[str, Any] | None = None,
+) -> str | None:
+    """Authorize one session; return the translation key of the error, or None on success."""
+    authorizer = Authorizer(authorize_url, agent_id, api_key=api_key, metadata=metadata or {})
+    try:
+        await authorizer(async_get_clientsession(hass))
+    except InvalidApiKeyError:
+        error = "invalid_auth"
+    except InsufficientBalanceError:
+        error = "insufficient_balance"
+    except (AgentNotFoundError, BadRequestError):
+        error = "agent_not_found"
+    except (LayercodeConnectionError, ServerError, ConcurrencyLimitError):
+        error = "cannot_connect"
+    except LayercodeError as err:
+        _LOGGER.warning("Authorizing agent %s at %s failed: %s", agent_id, authorize_url, err)
+        error = "unknown"
+    except Exception:
+        _LOGGER.exception("Unexpected error authorizing agent %s at %s", agent_id, authorize_url)
+        error = "unknown"
+    else:
+        return None
+    _LOGGER.debug("Authorizing agent %s at %s failed: %s", agent_id, authorize_url, error)
+    return error
+
+
+class LayercodeConfigFlow(ConfigFlow, domain=DOMAIN):
+    """Set up a Layercode voice agent."""
+
+    VERSION = 1
+    MINOR_VERSION = 1
+
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Ask for the agent and how to authorize its sessions."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data = _clean(
+                user_input, CONF_AGENT_ID, CONF_AUTHORIZE_URL, CONF_API_KEY, CONF_WEBSOCKET_URL
+            )
+            data.setdefault(CONF_WEBSOCKET_URL, LAYERCODE_WEBSOCKET_URL)
+            if CONF_AGENT_ID not in data:
+                errors[CONF_AGENT_ID] = "invalid_agent_id"
+            errors.update(_validate_urls(data))
+            if not errors:
+                await self.async_set_unique_id(
+                    unique_id_for(data[CONF_AGENT_ID], data[CONF_AUTHORIZE_URL]),
+                    raise_on_progress=False,
+                )
+                self._abort_if_unique_id_configured()
+                error = await async_try_authorize(
+                    self.hass,
+                    data[CONF_AUTHORIZE_URL],
+                    data[CONF_AGENT_ID],
+                    data.get(CONF_API_KEY),
+                )
+                if error is None:
+                    return self.async_create_entry(title=data[CONF_AGENT_ID], data=data)
+                errors["base"] = error
+
+        return self.async_show_form(
+            step_id="user",
+            data_schema=self.add_suggested_values_to_schema(STEP_USER_SCHEMA, user_input),
+            errors=errors,
+        )
+
+    async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
+        """Start re-authentication when the authorize endpoint rejects the stored key."""
+        return await self.async_step_reauth_confirm()
+
+    async def async_step_reauth_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask for a new API key and check it."""
+        errors: dict[str, str] = {}
+        entry = self._get_reauth_entry()
+        if user_input is not None:
+            api_key = str(user_input.get(CONF_API_KEY) or "").strip()
+            error = await async_try_authorize(
+                self.hass,
+                entry.data[CONF_AUTHORIZE_URL],
+                entry.data[CONF_AGENT_ID],
+                api_key or None,
+                entry.options.get(CONF_METADATA),
+            )
+            if error is None:
+                return self.async_update_reload_and_abort(
+                    entry, data_updates={CONF_API_KEY: api_key}
+                )
+            errors["base"] = error
+
+        return self.async_show_form(
+            step_id="reauth_confirm",
+            data_schema=STEP_REAUTH_SCHEMA,
+            description_placeholders={
+                "agent_id": entry.data[CONF_AGENT_ID],
+                "authorize_url": entry.data[CONF_AUTHORIZE_URL],
+            },
+            errors=errors,
+        )
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Change how sessions of the same agent are authorized and connected."""
+        errors: dict[str, str] = {}
+        entry = self._get_reconfigure_entry()
+        agent_id: str = entry.data[CONF_AGENT_ID]
+        if user_input is not None:
+            data = _clean(user_input, CONF_AUTHORIZE_URL, CONF_API_KEY, CONF_WEBSOCKET_URL)
+            data.setdefault(CONF_WEBSOCKET_URL, LAYERCODE_WEBSOCKET_URL)
+            errors.update(_validate_urls(data))
+            if not errors:
+                unique_id = unique_id_for(agent_id, data[CONF_AUTHORIZE_URL])
+                if unique_id != entry.unique_id:
+                    await self.async_set_unique_id(unique_id, raise_on_progress=False)
+                    self._abort_if_unique_id_configured()
+                error = await async_try_authorize(
+                    self.hass,
+                    data[CONF_AUTHORIZE_URL],
+                    agent_id,
+                    data.get(CONF_API_KEY),
+                    entry.options.get(CONF_METADATA),
+                )
+                if error is None:
+                    return self.async_update_reload_and_abort(
+                        entry,
+                        unique_id=unique_id,
+                        data={CONF_AGENT_ID: agent_id, **data},
+                    )
+                errors["base"] = error
+
+        return self.async_show_form(
+            step_id="reconfigure",
+            data_schema=self.add_suggested_values_to_schema(
+                STEP_RECONFIGURE_SCHEMA, user_input if user_input is not None else entry.data
+            ),
+            description_placeholders={"agent_id": agent_id},
+            errors=errors,
+        )
+
+    @staticmethod
+    @callback
+    def async_get_options_flow(config_entry: ConfigEntry) -> LayercodeOptionsFlow:
+        """Options: metadata, turn-taking, idle timeout, audio output, fallback TTS."""
+        return LayercodeOptionsFlow()
+
+
+def _metadata_text(metadata: Any) -> str:
+    """Stored metadata as the text the options form shows."""
+    if not metadata:
+        return ""
+    return json.dumps(metadata, indent=2, ensure_ascii=False)
+
+
+def _parse_metadata(text: str) -> dict[str, Any] | None:
+    """A JSON object from the form; empty text is an empty object; None when invalid."""
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class LayercodeOptionsFlow(OptionsFlow):
+    """Per-entry options; the integration reloads the entry when they change."""
+
+    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Show and store the options."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            metadata = _parse_metadata(str(user_input.get(CONF_METADATA) or ""))
+            if metadata is None:
+                errors[CONF_METADATA] = "invalid_metadata"
+            else:
+                options: dict[str, Any] = {
+                    CONF_METADATA: metadata,
+                    CONF_TURN_TAKING: TurnTaking(user_input[CONF_TURN_TAKING]).value,
+                    CONF_IDLE_TIMEOUT: int(user_input[CONF_IDLE_TIMEOUT]),
+                    CONF_AUDIO_OUTPUT: bool(user_input[CONF_AUDIO_OUTPUT]),
+                }
+                if fallback_tts := user_input.get(CONF_FALLBACK_TTS):
+                    options[CONF_FALLBACK_TTS] = fallback_tts
+                return self.async_create_entry(data=options)
+            suggested: Mapping[str, Any] = user_input
+        else:
+            current = self.config_entry.options
+            suggested = {
+                **current,
+                CONF_METADATA: _metadata_text(current.get(CONF_METADATA)),
+            }
+
+        return self.async_show_form(
+            step_id="init",
+            data_schema=self.add_suggested_values_to_schema(OPTIONS_SCHEMA, suggested),
+            errors=errors,
+        )

@@ -1,0 +1,33 @@
+"""Constants for the Layercode integration."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+DOMAIN: Final = "layercode"
+
+CONF_AGENT_ID: Final = "agent_id"
+CONF_AUTHORIZE_URL: Final = "authorize_url"
+CONF_API_KEY: Final = "api_key"
+CONF_WEBSOCKET_URL: Final = "websocket_url"
+
+CONF_METADATA: Final = "metadata"
+CONF_TURN_TAKING: Final = "turn_taking"
+CONF_IDLE_TIMEOUT: Final = "idle_timeout"
+CONF_AUDIO_OUTPUT: Final = "audio_output"
+CONF_FALLBACK_TTS: Final = "fallback_tts"
+
+DEFAULT_IDLE_TIMEOUT: Final = 300
+"""Seconds without activity after which an open agent session is closed."""
+MIN_IDLE_TIMEOUT: Final = 10
+MAX_IDLE_TIMEOUT: Final = 3600
+DEFAULT_AUDIO_OUTPUT: Final = True
+
+
+class TurnTaking(StrEnum):
+    """The turn-taking option: the agent's own setting, or an override."""
+
+    AGENT = "agent"
+    PUSH_TO_TALK = "push_to_talk"
+    AUTOMATIC = "automatic"

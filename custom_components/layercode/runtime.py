@@ -1,0 +1,456 @@
+"""What one config entry runs: agent sessions keyed by Home Assistant conversation id.
+
+The runtime opens a Layercode session on first use for each conversation, closes it when
+idle, and folds the sessions' states into the one state the entities show (speaking = any
+of them). Entities and actions talk to the runtime, never to a WebSocket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+import logging
+from typing import Any
+
+import aiohttp
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers.event import async_call_later
+from homeassistant.util import dt as dt_util, ulid as ulid_util
+
+from .client import (
+    AgentSpeakingChanged,
+    AgentTurn,
+    AgentTurnStarted,
+    AmplitudeChanged,
+    Authorizer,
+    LayercodeError,
+    LayercodeSession,
+    SessionEvent,
+    SessionFailed,
+    SessionStatus,
+    StatusChanged,
+    TurnTrigger,
+    UserSpeakingChanged,
+)
+from .client.messages import ResponseData, ResponseEnd, UserTranscript
+from .const import DOMAIN
+
+_LOGGER = logging.getLogger(__name__)
+
+REPLY_TIMEOUT = 30.0
+"""Bound on waiting for the agent's answer to typed text."""
+
+
+class RuntimeEventType:
+    """Event types of the event entity, also its translation keys."""
+
+    USER_TRANSCRIPT = "user_transcript"
+    AGENT_RESPONSE = "agent_response"
+    AGENT_DATA = "agent_data"
+    AGENT_SPEAKING_STARTED = "agent_speaking_started"
+    AGENT_SPEAKING_STOPPED = "agent_speaking_stopped"
+    ERROR = "error"
+
+    ALL = (
+        USER_TRANSCRIPT,
+        AGENT_RESPONSE,
+        AGENT_DATA,
+        AGENT_SPEAKING_STARTED,
+        AGENT_SPEAKING_STOPPED,
+        ERROR,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeEvent:
+    """Something the agent or user did, for the event entity and automations."""
+
+    event_type: str
+    conversation_id: str
+    device_id: str | None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentReply:
+    """The agent's answer to typed text."""
+
+    text: str
+    conversation_id: str
+    data: list[Any]
+
+
+@dataclass(slots=True)
+class Conversation:
+    """One Home Assistant conversation and its agent session."""
+
+    conversation_id: str
+    session: LayercodeSession
+    device_id: str | None = None
+    last_activity: datetime = field(default_factory=dt_util.utcnow)
+    remove_listener: Callable[[], None] = lambda: None
+    idle_timer: CALLBACK_TYPE | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeSettings:
+    """The entry's settings a runtime needs, read from data and options."""
+
+    authorizer: Authorizer
+    websocket_url: str
+    trigger: TurnTrigger | None
+    idle_timeout: float
+    audio_output: bool
+
+
+class LayercodeRuntime:
+    """Sessions per conversation, aggregate state, and the events automations see."""
+
+    def __init__(
+        self, hass: HomeAssistant, http: aiohttp.ClientSession, settings: RuntimeSettings
+    ) -> None:
+        self.hass = hass
+        self._http = http
+        self.settings = settings
+        self.conversations: dict[str, Conversation] = {}
+        self.muted = False
+        self.audio_output = settings.audio_output
+        self.available = True
+        self.last_error: str | None = None
+        self._layercode_ids: dict[str, str] = {}
+        self._opening: dict[str, asyncio.Future[Conversation]] = {}
+        self._state_listeners: list[CALLBACK_TYPE] = []
+        self._event_listeners: list[Callable[[RuntimeEvent], None]] = []
+        self._amplitude_listeners: list[CALLBACK_TYPE] = []
+        self._closed = False
+
+    # -- aggregate state -------------------------------------------------------------
+
+    @property
+    def status(self) -> SessionStatus:
+        """Connected if any session is; else connecting, error, disconnected in that order."""
+        statuses = {c.session.status for c in self.conversations.values()}
+        for status in (
+            SessionStatus.CONNECTED,
+            SessionStatus.CONNECTING,
+            SessionStatus.ERROR,
+        ):
+            if status in statuses:
+                return status
+        return SessionStatus.ERROR if not self.available else SessionStatus.DISCONNECTED
+
+    @property
+    def agent_speaking(self) -> bool:
+        """Whether the agent speaks in any conversation."""
+        return any(c.session.agent_speaking for c in self.conversations.values())
+
+    @property
+    def user_speaking(self) -> bool:
+        """Whether the user speaks in any conversation."""
+        return any(c.session.user_speaking for c in self.conversations.values())
+
+    @property
+    def user_amplitude(self) -> float:
+        """The loudest user audio going out, 0 to 1."""
+        return max((c.session.user_amplitude for c in self.conversations.values()), default=0.0)
+
+    @property
+    def agent_amplitude(self) -> float:
+        """The loudest agent audio being played, 0 to 1."""
+        return max((c.session.agent_amplitude for c in self.conversations.values()), default=0.0)
+
+    @callback
+    def async_add_state_listener(self, listener: CALLBACK_TYPE) -> CALLBACK_TYPE:
+        """Call `listener` whenever the aggregate state may have changed."""
+        return _add(self._state_listeners, listener)
+
+    @callback
+    def async_add_amplitude_listener(self, listener: CALLBACK_TYPE) -> CALLBACK_TYPE:
+        """Call `listener` on every amplitude change (throttling is the listener's job)."""
+        return _add(self._amplitude_listeners, listener)
+
+    @callback
+    def async_add_event_listener(self, listener: Callable[[RuntimeEvent], None]) -> CALLBACK_TYPE:
+        """Call `listener` with every runtime event."""
+        return _add(self._event_listeners, listener)
+
+    @callback
+    def _notify_state(self) -> None:
+        for listener in list(self._state_listeners):
+            listener()
+
+    @callback
+    def _fire(self, event: RuntimeEvent) -> None:
+        for listener in list(self._event_listeners):
+            listener(event)
+
+    # -- conversations ---------------------------------------------------------------
+
+    async def async_get_conversation(
+        self, conversation_id: str | None = None, *, device_id: str | None = None
+    ) -> Conversation:
+        """The conversation's session, opened (or resumed) on first use."""
+        if self._closed:
+            raise HomeAssistantError(translation_domain=DOMAIN, translation_key="not_loaded")
+        conversation_id = conversation_id or ulid_util.ulid_now()
+        if (conversation := self.conversations.get(conversation_id)) is not None:
+            if device_id:
+                conversation.device_id = device_id
+            self._touch(conversation)
+            return conversation
+        if (pending := self._opening.get(conversation_id)) is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Conversation] = self.hass.loop.create_future()
+        self._opening[conversation_id] = future
+        try:
+            conversation = await self._open(conversation_id, device_id)
+        except BaseException as err:
+            future.set_exception(err)
+            future.exception()  # retrieved here; waiters get it too
+            raise
+        finally:
+            self._opening.pop(conversation_id, None)
+        future.set_result(conversation)
+        return conversation
+
+    async def _open(self, conversation_id: str, device_id: str | None) -> Conversation:
+        session = LayercodeSession(
+            self._http,
+            self.settings.authorizer,
+            websocket_url=self.settings.websocket_url,
+            conversation_id=self._layercode_ids.get(conversation_id),
+            trigger=self.settings.trigger,
+            audio_output=self.audio_output,
+            muted=self.muted,
+        )
+        conversation = Conversation(conversation_id, session, device_id)
+        conversation.remove_listener = session.add_listener(
+            lambda event: self._on_session_event(conversation, event)
+        )
+        self.conversations[conversation_id] = conversation
+        try:
+            await session.connect()
+        except LayercodeError as err:
+            self.conversations.pop(conversation_id, None)
+            conversation.remove_listener()
+            self._set_unavailable(str(err))
+            self._notify_state()
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="cannot_connect",
+                translation_placeholders={"error": str(err)},
+            ) from err
+        if session.conversation_id:
+            self._layercode_ids[conversation_id] = session.conversation_id
+        self._set_available()
+        self._touch(conversation)
+        return conversation
+
+    async def async_end_conversation(self, conversation_id: str | None = None) -> None:
+        """Close one conversation's session, or all of them."""
+        ids = [conversation_id] if conversation_id else list(self.conversations)
+        for cid in ids:
+            self._layercode_ids.pop(cid, None)
+            if (conversation := self.conversations.pop(cid, None)) is not None:
+                await self._close(conversation)
+        self._notify_state()
+
+    async def _close(self, conversation: Conversation) -> None:
+        if conversation.idle_timer:
+            conversation.idle_timer()
+            conversation.idle_timer = None
+        await conversation.session.disconnect()
+        conversation.remove_listener()
+
+    async def async_shutdown(self) -> None:
+        """Close every session and forget every listener: nothing is left running."""
+        self._closed = True
+        for pending in list(self._opening.values()):
+            pending.cancel()
+        await self.async_end_conversation()
+        self._state_listeners.clear()
+        self._event_listeners.clear()
+        self._amplitude_listeners.clear()
+
+    def _touch(self, conversation: Conversation) -> None:
+        """Activity: restart the idle timer."""
+        conversation.last_activity = dt_util.utcnow()
+        if conversation.idle_timer:
+            conversation.idle_timer()
+
+        @callback
+        def _idle(_now: datetime) -> None:
+            conversation.idle_timer = None
+            if self.conversations.get(conversation.conversation_id) is conversation:
+                _LOGGER.debug("Closing idle conversation %s", conversation.conversation_id)
+                self.conversations.pop(conversation.conversation_id)
+                self.hass.async_create_task(self._close_idle(conversation), eager_start=True)
+
+        conversation.idle_timer = async_call_later(self.hass, self.settings.idle_timeout, _idle)
+
+    async def _close_idle(self, conversation: Conversation) -> None:
+        await self._close(conversation)
+        self._notify_state()
+
+    # -- availability, logged once each way --------------------------------------------
+
+    def _set_unavailable(self, error: str) -> None:
+        self.last_error = error
+        if self.available:
+            self.available = False
+            _LOGGER.warning("The Layercode agent is unavailable: %s", error)
+
+    def _set_available(self) -> None:
+        if not self.available:
+            self.available = True
+            _LOGGER.info("The Layercode agent is available again")
+
+    # -- session events --------------------------------------------------------------
+
+    @callback
+    def _on_session_event(self, conversation: Conversation, event: SessionEvent) -> None:
+        cid = conversation.conversation_id
+        match event:
+            case StatusChanged() | UserSpeakingChanged():
+                self._notify_state()
+            case AmplitudeChanged():
+                for listener in list(self._amplitude_listeners):
+                    listener()
+            case AgentSpeakingChanged(speaking=speaking):
+                self._notify_state()
+                self._fire(
+                    RuntimeEvent(
+                        RuntimeEventType.AGENT_SPEAKING_STARTED
+                        if speaking
+                        else RuntimeEventType.AGENT_SPEAKING_STOPPED,
+                        cid,
+                        conversation.device_id,
+                    )
+                )
+            case UserTranscript(content=content, turn_id=turn_id):
+                self._touch(conversation)
+                self._fire(
+                    RuntimeEvent(
+                        RuntimeEventType.USER_TRANSCRIPT,
+                        cid,
+                        conversation.device_id,
+                        {"text": content, "turn_id": turn_id},
+                    )
+                )
+            case ResponseData(content=content, turn_id=turn_id):
+                self._touch(conversation)
+                self._fire(
+                    RuntimeEvent(
+                        RuntimeEventType.AGENT_DATA,
+                        cid,
+                        conversation.device_id,
+                        {"data": content, "turn_id": turn_id},
+                    )
+                )
+            case ResponseEnd():
+                turn = conversation.session.agent_turn
+                if turn is not None and turn.ended:
+                    self._agent_turn_ended(conversation, turn)
+            case AgentTurnStarted():
+                self._touch(conversation)
+            case SessionFailed(error=error):
+                self._set_unavailable(str(error))
+                self._fire(
+                    RuntimeEvent(
+                        RuntimeEventType.ERROR,
+                        cid,
+                        conversation.device_id,
+                        {"message": str(error)},
+                    )
+                )
+                self._notify_state()
+
+    def _agent_turn_ended(self, conversation: Conversation, turn: AgentTurn) -> None:
+        """Nobody plays typed turns: release their audio so the conversation moves on."""
+        self._touch(conversation)
+        if not turn.consumed:
+            turn.drop_unconsumed()
+        if turn.text:
+            self._fire(
+                RuntimeEvent(
+                    RuntimeEventType.AGENT_RESPONSE,
+                    conversation.conversation_id,
+                    conversation.device_id,
+                    {"text": turn.text, "turn_id": turn.turn_id},
+                )
+            )
+
+    # -- actions ---------------------------------------------------------------------
+
+    async def async_send_text(self, text: str, conversation_id: str | None = None) -> AgentReply:
+        """Send typed text and wait (bounded) for the agent's whole answer."""
+        conversation = await self.async_get_conversation(conversation_id)
+        session = conversation.session
+        waiter = session.expect(lambda event: isinstance(event, AgentTurnStarted))
+        try:
+            await session.send_text(text)
+            started = await waiter.wait(REPLY_TIMEOUT)
+        except LayercodeError as err:
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="no_reply",
+                translation_placeholders={"error": str(err)},
+            ) from err
+        finally:
+            waiter.cancel()
+        assert isinstance(started, AgentTurnStarted)
+        if not await started.turn.wait_ended(REPLY_TIMEOUT):
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="no_reply",
+                translation_placeholders={"error": "timeout"},
+            )
+        return AgentReply(started.turn.text, conversation.conversation_id, started.turn.data)
+
+    async def async_send_data(
+        self, data: dict[str, Any], conversation_id: str | None = None
+    ) -> str:
+        """Send a data message on a conversation (the most recent one when not given)."""
+        if conversation_id is None and self.conversations:
+            conversation_id = max(
+                self.conversations.values(), key=lambda c: c.last_activity
+            ).conversation_id
+        conversation = await self.async_get_conversation(conversation_id)
+        try:
+            await conversation.session.send_data(data)
+        except LayercodeError as err:
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="send_failed",
+                translation_placeholders={"error": str(err)},
+            ) from err
+        return conversation.conversation_id
+
+    async def async_set_muted(self, muted: bool) -> None:
+        """Mute or unmute every session, and the ones opened later."""
+        self.muted = muted
+        for conversation in list(self.conversations.values()):
+            await conversation.session.set_muted(muted)
+        self._notify_state()
+
+    @callback
+    def async_set_audio_output(self, enabled: bool) -> None:
+        """Play the agent's audio or not, in every session and the ones opened later."""
+        self.audio_output = enabled
+        for conversation in self.conversations.values():
+            conversation.session.set_audio_output(enabled)
+        self._notify_state()
+
+
+def _add[T](listeners: list[T], listener: T) -> CALLBACK_TYPE:
+    listeners.append(listener)
+
+    @callback
+    def remove() -> None:
+        if listener in listeners:
+            listeners.remove(listener)
+
+    return remove

@@ -1,0 +1,68 @@
+"""Run the server from a shell: `python -m local_agent_server --port 8787`, Ctrl-C to stop.
+
+Each finished turn is logged (user text, agent text, timings). Without `--webhook-url` the
+built-in echo backend answers; with one, the server drives that backend like Layercode would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+
+from .backend import EchoResponder
+from .layercode_client import TurnTrigger
+from .server import LocalAgentServer
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m local_agent_server", description="A local Layercode-compatible server."
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8787)
+    parser.add_argument("--agent-id", default="ag_local")
+    parser.add_argument("--api-key", help="require this bearer token on authorize")
+    parser.add_argument(
+        "--trigger", choices=[t.value for t in TurnTrigger], default=TurnTrigger.AUTOMATIC.value
+    )
+    parser.add_argument("--no-interrupt", action="store_true", help="the user cannot barge in")
+    parser.add_argument("--welcome", help="what the built-in backend says on connect")
+    parser.add_argument("--webhook-url", help="an agent backend to use instead of the built-in one")
+    parser.add_argument("--webhook-secret", default="whsec_local")
+    parser.add_argument("--debug", action="store_true", help="log every detail")
+    return parser.parse_args(argv)
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    server = LocalAgentServer(
+        agent_id=args.agent_id,
+        api_key=args.api_key,
+        trigger=TurnTrigger(args.trigger),
+        can_interrupt=not args.no_interrupt,
+        webhook_url=args.webhook_url,
+        webhook_secret=args.webhook_secret,
+        backend=None if args.webhook_url else EchoResponder(welcome=args.welcome),
+    )
+    await server.start(args.host, args.port)
+    print(f"authorize: {server.authorize_url}\nwebsocket: {server.websocket_url}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await server.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve until interrupted."""
+    args = _parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args))
+
+
+if __name__ == "__main__":
+    main()

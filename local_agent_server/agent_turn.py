@@ -1,0 +1,159 @@
+"""One assistant turn: the backend's SSE reply turned into `response.*` frames for the client.
+
+Each `response.tts` becomes a `response.text` and the synthesized speech as `response.audio`
+frames (base64 16 kHz PCM, `delta_id` counting up from 0); `response.data` is passed on;
+`response.end` or `response.error` stops reading. The turn also keeps what it needs to tell,
+if the user barges in, how much of it the user heard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
+from dataclasses import dataclass
+import logging
+import time
+from typing import Any
+
+from .engines import TextToSpeech
+from .layercode_client import AGENT_RATE, duration_seconds
+from .records import TurnRecord
+
+_LOGGER = logging.getLogger(__name__)
+
+type Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Segment:
+    """One `response.tts` text and where its audio sits in the turn's audio stream."""
+
+    text: str
+    start: float
+    seconds: float = 0.0
+
+
+class AgentTurn:
+    """Streams one agent turn to the client and tracks its playback."""
+
+    def __init__(
+        self,
+        record: TurnRecord,
+        *,
+        send: Send,
+        tts: TextToSpeech,
+        pace_audio: bool,
+        announced: bool,
+    ) -> None:
+        """`announced` is False for a welcome: `turn.start` waits until there is content."""
+        self.record = record
+        self.announced = announced
+        self._send = send
+        self._tts = tts
+        self._pace_audio = pace_audio
+        self._segments: list[_Segment] = []
+        self._audio_seconds = 0.0
+        self._next_delta_id = 0
+        self._played = asyncio.Event()
+
+    @property
+    def turn_id(self) -> str:
+        """The assistant turn's id, on every frame and on the webhook."""
+        return self.record.agent_turn_id
+
+    async def announce(self) -> None:
+        """Send `turn.start` for the assistant, once."""
+        if not self.announced:
+            self.announced = True
+            await self._send({"type": "turn.start", "role": "assistant", "turn_id": self.turn_id})
+
+    async def play(self, events: AsyncIterator[dict[str, Any]]) -> None:
+        """Relay the backend's reply events until `response.end` or `response.error`."""
+        async for event in events:
+            match event.get("type"):
+                case "response.tts":
+                    content = event.get("content")
+                    if isinstance(content, str) and content:
+                        await self._speak(content)
+                case "response.data":
+                    await self.announce()
+                    await self._send(
+                        {
+                            "type": "response.data",
+                            "content": event.get("content"),
+                            "turn_id": self.turn_id,
+                        }
+                    )
+                case "response.end":
+                    return
+                case "response.error":
+                    _LOGGER.warning("Backend failed turn %s: %s", self.turn_id, event.get("error"))
+                    return
+                case other:
+                    _LOGGER.debug("Ignoring backend event %r in turn %s", other, self.turn_id)
+
+    def note_replay_finished(self) -> None:
+        """The client's playback buffer ran dry; counts once this turn's audio went out."""
+        if self.record.first_audio_at is not None:
+            self._played.set()
+
+    async def wait_played(self, timeout: float) -> bool:
+        """Wait for `replay_finished` after this turn's audio; False when `timeout` passes."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._played.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def heard(self, now: float) -> str:
+        """The words the user has heard by `now`, assuming playback from the first audio."""
+        if self.record.first_audio_at is None:
+            return ""
+        played = min(now - self.record.first_audio_at, self._audio_seconds)
+        parts: list[str] = []
+        for segment in self._segments:
+            if played >= segment.start + segment.seconds:
+                parts.append(segment.text)
+            elif played > segment.start:
+                cut = int(len(segment.text) * (played - segment.start) / segment.seconds)
+                words = segment.text[:cut].split()
+                if words and not segment.text[cut].isspace():
+                    words.pop()  # cut mid-word
+                parts.extend(words)
+        return " ".join(parts)
+
+    async def _speak(self, text: str) -> None:
+        await self.announce()
+        if self.record.first_text_at is None:
+            self.record.first_text_at = time.monotonic()
+        self.record.agent_text = " ".join(filter(None, (self.record.agent_text, text)))
+        segment = _Segment(text, self._audio_seconds)
+        self._segments.append(segment)
+        await self._send({"type": "response.text", "content": text, "turn_id": self.turn_id})
+        async with aclosing(self._tts.synthesize(text)) as chunks:
+            async for chunk in chunks:
+                if chunk:
+                    await self._send_audio(chunk)
+                    seconds = duration_seconds(chunk, AGENT_RATE)
+                    segment.seconds += seconds
+                    self._audio_seconds += seconds
+
+    async def _send_audio(self, chunk: bytes) -> None:
+        first_audio_at = self.record.first_audio_at
+        if first_audio_at is None:
+            self.record.first_audio_at = time.monotonic()
+        elif self._pace_audio:
+            await asyncio.sleep(max(0.0, first_audio_at + self._audio_seconds - time.monotonic()))
+        await self._send(
+            {
+                "type": "response.audio",
+                "content": base64.b64encode(chunk).decode("ascii"),
+                "delta_id": self._next_delta_id,
+                "turn_id": self.turn_id,
+            }
+        )
+        self._next_delta_id += 1
+        self.record.audio_bytes += len(chunk)

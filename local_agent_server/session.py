@@ -1,0 +1,552 @@
+"""One client WebSocket connection: the Layercode conversation loop, server side.
+
+What the client sees (every frame is a JSON text frame; ids are `turn_…` strings):
+
+- On connect, the `session.start` webhook runs with a fresh assistant `turn_id`. Only if its
+  reply has content does the agent speak first, as an agent turn (below) with that id.
+- User speech starts (push-to-talk press, `vad_start`, a lone `vad_end`, or energy onset):
+  `turn.start {role: "user", turn_id}`. While it lasts, every `interim_interval` seconds of
+  audio: `user.transcript.interim_delta {content, turn_id, delta_counter: 0}`.
+- User speech ends: `user.transcript.delta {content, turn_id, delta_counter: 0}`,
+  `user.transcript {content, turn_id}`, `turn.end {role: "user", turn_id}`.
+- Typed text (`client.response.text`): `turn.start {role: "user"}` unless a user turn is open
+  (its audio is then dropped), `user.transcript {content, turn_id}`, `turn.end {role: "user"}`.
+- Agent turn, new `turn_id`: `turn.start {role: "assistant", turn_id}`; the `message` webhook
+  {session_id, conversation_id, turn_id, text, interruption_context?}; per `response.tts`
+  `response.text {content, turn_id}` then `response.audio {content, delta_id, turn_id}`
+  frames; per `response.data` `response.data {content, turn_id}`; then `response.end
+  {turn_id}`, also after `response.error`, an HTTP error or an unreachable backend. If audio
+  went out, the turn waits (up to `replay_timeout`) for `trigger.response.audio.replay_finished`,
+  then `turn.end {role: "assistant", turn_id}`.
+- Barge-in (can_interrupt): user speech or typed text during an agent turn aborts its
+  webhook, stops its audio and sends `turn.start {role: "user"}`; the interrupted turn gets
+  no `response.end` or `turn.end`, and the next `message` webhook carries
+  `interruption_context` {previous_turn_interrupted, words_heard, text_heard,
+  assistant_turn_id}. Without can_interrupt, input during an agent turn is dropped, and typed
+  text waits for the turn to end.
+- `client.response.data {data}`: the `data` webhook {session_id, conversation_id, turn_id,
+  data} (turn_id of the latest turn); its JSON reply comes back as `response.data {content,
+  turn_id}`.
+- On close, the `session.end` webhook {session_id, conversation_id, transcript, duration, …}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime
+import json
+import logging
+import time
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from .agent_turn import AgentTurn
+from .detection import EnergySettings, SpeechStarted, TurnEvent, UserTurnDetector
+from .engines import SpeechToText, TextToSpeech
+from .ids import new_id
+from .layercode_client import (
+    AGENT_RATE,
+    SAMPLE_WIDTH,
+    WIRE_INPUT_RATE,
+    TurnTrigger,
+    duration_seconds,
+)
+from .records import ClientFrame, ConnectionRecording, Conversation, TranscriptEntry, TurnRecord
+from .webhook import WEBHOOK_ERRORS, WebhookClient
+
+_LOGGER = logging.getLogger(__name__)
+
+_DELTA_COUNTER = 0
+"""One transcript segment per user turn, so every interim and delta shares one counter."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    """How every session of a server behaves."""
+
+    agent_id: str
+    trigger: TurnTrigger
+    can_interrupt: bool
+    replay_timeout: float
+    pace_audio: bool
+    interim_interval: float
+    energy: EnergySettings
+
+
+def _iso(unix: float) -> str:
+    return datetime.fromtimestamp(unix, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _ms_between(start: float | None, end: float | None) -> str:
+    return "-" if start is None or end is None else f"{(end - start) * 1000:.0f} ms"
+
+
+class Session:
+    """Runs one connection from open to close; see the module docstring for the flow."""
+
+    def __init__(
+        self,
+        request: web.Request,
+        ws: web.WebSocketResponse,
+        *,
+        settings: SessionSettings,
+        webhook: WebhookClient,
+        stt: SpeechToText,
+        tts: TextToSpeech,
+        conversation: Conversation,
+    ) -> None:
+        self._request = request
+        self._ws = ws
+        self._settings = settings
+        self._webhook = webhook
+        self._stt = stt
+        self._tts = tts
+        self._conversation = conversation
+        self.recording = ConnectionRecording(
+            new_id("sess"), conversation.conversation_id, time.monotonic()
+        )
+        self._started_wall = time.time()
+        self._send_lock = asyncio.Lock()
+        self._detector = UserTurnDetector(settings.trigger, settings.energy)
+        self._user_turn_id: str | None = None
+        self._next_interim = settings.interim_interval
+        self._welcome: AgentTurn | None = None
+        self._agent: AgentTurn | None = None
+        self._agent_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._interruption: dict[str, Any] | None = None
+        self._last_turn_id: str | None = None
+        self._transcript: list[TranscriptEntry] = []
+        self._turns: list[TurnRecord] = []
+        self._user_audio_seconds = 0.0
+
+    @property
+    def session_id(self) -> str:
+        """New for every connection; `conversation_id` stays across reconnects."""
+        return self.recording.session_id
+
+    async def run(self) -> None:
+        """Serve the connection until it closes, then report `session.end`."""
+        self._conversation.session_ids.append(self.session_id)
+        _LOGGER.info(
+            "Session %s opened (conversation %s)",
+            self.session_id,
+            self._conversation.conversation_id,
+        )
+        self._welcome = self._new_agent_turn(None, None, None, announced=False)
+        self._start_agent(
+            self._converse(
+                self._welcome, self._event("session.start", turn_id=self._welcome.turn_id)
+            )
+        )
+        try:
+            async for message in self._ws:
+                if message.type is WSMsgType.TEXT:
+                    await self._on_frame(message.data)
+                elif message.type is WSMsgType.BINARY:
+                    self.recording.frames.append(ClientFrame(time.monotonic(), message.data, None))
+                    _LOGGER.warning("Ignoring a binary frame of %d bytes", len(message.data))
+                else:
+                    _LOGGER.warning("Session %s socket error: %s", self.session_id, message.data)
+                    break
+        finally:
+            await self._teardown()
+
+    async def close(self) -> None:
+        """Close the socket cleanly (server going away); `run` then finishes."""
+        await self._ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+
+    def abort(self) -> None:
+        """Drop the connection without a close handshake, like a network failure."""
+        if self._request.transport is not None:
+            self._request.transport.abort()
+
+    async def send_text(self, text: str) -> None:
+        """Send a raw text frame; a socket that is already gone is ignored."""
+        if self._ws.closed:
+            return
+        async with self._send_lock:
+            try:
+                await self._ws.send_str(text)
+            except ConnectionError as err:
+                _LOGGER.debug("Session %s: send failed: %s", self.session_id, err)
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        await self.send_text(json.dumps(message, ensure_ascii=False))
+
+    # Client frames.
+
+    async def _on_frame(self, raw: str) -> None:
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            message = None
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            self.recording.frames.append(ClientFrame(time.monotonic(), raw, None))
+            _LOGGER.warning("Ignoring a frame that is not a protocol message: %.200r", raw)
+            return
+        self.recording.frames.append(ClientFrame(time.monotonic(), raw, message))
+        match message["type"]:
+            case "client.ready":
+                _LOGGER.debug("Session %s: client ready", self.session_id)
+            case "client.audio":
+                await self._on_audio(message.get("content"))
+            case "vad_events":
+                await self._on_vad(message.get("event"))
+            case "trigger.turn.start" | "trigger.turn.end" as kind:
+                await self._on_push_to_talk(kind == "trigger.turn.start")
+            case "trigger.response.audio.replay_finished":
+                if self._agent is not None:
+                    self._agent.note_replay_finished()
+            case "client.response.text":
+                await self._on_typed_text(message.get("content"))
+            case "client.response.data":
+                self._on_data(message.get("data"))
+            case other:
+                _LOGGER.warning("Ignoring a message of unknown type %r", other)
+
+    async def _on_audio(self, content: object) -> None:
+        if not isinstance(content, str):
+            _LOGGER.warning("Ignoring client.audio without text content")
+            return
+        try:
+            pcm = base64.b64decode(content, validate=True)
+        except binascii.Error:
+            _LOGGER.warning("Ignoring client.audio whose content is not base64")
+            return
+        if self._input_blocked():
+            return
+        await self._apply(self._detector.audio(pcm))
+        await self._send_interim()
+
+    async def _on_vad(self, event: object) -> None:
+        if self._settings.trigger is TurnTrigger.PUSH_TO_TALK:
+            _LOGGER.debug("Ignoring vad_events %r in push-to-talk", event)
+            return
+        if event not in ("vad_start", "vad_end", "vad_model_failed"):
+            _LOGGER.warning("Ignoring vad_events with unknown event %r", event)
+            return
+        if event == "vad_model_failed":
+            _LOGGER.info(
+                "Session %s: client VAD failed, detecting speech by energy", self.session_id
+            )
+        if self._input_blocked():
+            return
+        await self._apply(self._detector.vad(event))
+
+    async def _on_push_to_talk(self, start: bool) -> None:
+        if self._settings.trigger is not TurnTrigger.PUSH_TO_TALK:
+            _LOGGER.debug("Ignoring a push-to-talk trigger in automatic mode")
+            return
+        if self._input_blocked():
+            return
+        await self._apply(self._detector.push_to_talk(start))
+
+    async def _on_typed_text(self, content: object) -> None:
+        if not isinstance(content, str):
+            _LOGGER.warning("Ignoring client.response.text without text content")
+            return
+        ended_at = time.monotonic()
+        if self._input_blocked():
+            self._start_agent(self._answer_later(self._agent_task, content, ended_at))
+            return
+        if self._user_turn_id is None:
+            await self._user_started()
+        self._detector.reset()
+        user_turn_id = await self._user_finished(content, spoken=False)
+        await self._answer(user_turn_id, content, ended_at)
+
+    def _on_data(self, data: object) -> None:
+        turn_id = self._last_turn_id or new_id("turn")
+        self._spawn(self._relay_data(turn_id, data))
+
+    # User turns.
+
+    def _input_blocked(self) -> bool:
+        """The agent speaks and may not be interrupted: user input is dropped."""
+        if self._settings.can_interrupt or not self._agent_audible():
+            return False
+        self._detector.reset()
+        return True
+
+    async def _apply(self, events: list[TurnEvent]) -> None:
+        for event in events:
+            if isinstance(event, SpeechStarted):
+                await self._user_started()
+                continue
+            ended_at = time.monotonic()
+            self._user_audio_seconds += duration_seconds(event.pcm, WIRE_INPUT_RATE)
+            text = await self._stt.transcribe(event.pcm)
+            user_turn_id = await self._user_finished(text, spoken=True)
+            await self._answer(user_turn_id, text, ended_at)
+
+    async def _user_started(self) -> None:
+        if self._agent_audible():
+            await self._interrupt()
+        elif self._agent_task is not None:
+            await self._cancel(self._agent_task)  # a welcome with nothing said yet
+        self._user_turn_id = self._last_turn_id = new_id("turn")
+        self._next_interim = self._settings.interim_interval
+        await self._send({"type": "turn.start", "role": "user", "turn_id": self._user_turn_id})
+
+    async def _send_interim(self) -> None:
+        if self._user_turn_id is None or not self._detector.in_turn:
+            return
+        audio = self._detector.turn_audio
+        seconds = duration_seconds(audio, WIRE_INPUT_RATE)
+        if seconds < self._next_interim:
+            return
+        self._next_interim = seconds + self._settings.interim_interval
+        text = await self._stt.interim(audio)
+        if text:
+            await self._send(
+                {
+                    "type": "user.transcript.interim_delta",
+                    "content": text,
+                    "turn_id": self._user_turn_id,
+                    "delta_counter": _DELTA_COUNTER,
+                }
+            )
+
+    async def _user_finished(self, text: str, *, spoken: bool) -> str:
+        """Close the open user turn with its final text; returns its id."""
+        turn_id = self._user_turn_id or new_id("turn")
+        self._user_turn_id = None
+        if spoken:
+            await self._send(
+                {
+                    "type": "user.transcript.delta",
+                    "content": text,
+                    "turn_id": turn_id,
+                    "delta_counter": _DELTA_COUNTER,
+                }
+            )
+        await self._send({"type": "user.transcript", "content": text, "turn_id": turn_id})
+        await self._send({"type": "turn.end", "role": "user", "turn_id": turn_id})
+        self._add_transcript("user", text)
+        return turn_id
+
+    # Agent turns.
+
+    def _agent_audible(self) -> bool:
+        """An agent turn is under way that the user hears (or is about to)."""
+        task, agent = self._agent_task, self._agent
+        if task is None or task.done() or agent is None:
+            return False
+        return agent.announced or agent is not self._welcome
+
+    async def _answer(self, user_turn_id: str, text: str, ended_at: float) -> None:
+        """Start the agent turn that answers a user turn."""
+        if not text.strip():
+            _LOGGER.info("Session %s: user turn %s had no words", self.session_id, user_turn_id)
+            return
+        turn, event = await self._open_answer(user_turn_id, text, ended_at)
+        self._start_agent(self._converse(turn, event))
+
+    async def _answer_later(
+        self, previous: asyncio.Task[None] | None, text: str, ended_at: float
+    ) -> None:
+        """Typed text that may not interrupt: answered once the current agent turn is over."""
+        if previous is not None:
+            await asyncio.wait({previous})
+        self._user_turn_id = self._last_turn_id = new_id("turn")
+        await self._send({"type": "turn.start", "role": "user", "turn_id": self._user_turn_id})
+        user_turn_id = await self._user_finished(text, spoken=False)
+        if text.strip():
+            await self._converse(*await self._open_answer(user_turn_id, text, ended_at))
+
+    async def _open_answer(
+        self, user_turn_id: str, text: str, ended_at: float
+    ) -> tuple[AgentTurn, dict[str, Any]]:
+        turn = self._new_agent_turn(user_turn_id, text, ended_at, announced=False)
+        fields: dict[str, Any] = {"turn_id": turn.turn_id, "text": text}
+        if self._interruption is not None:
+            fields["interruption_context"] = self._interruption
+            self._interruption = None
+        await turn.announce()
+        return turn, self._event("message", **fields)
+
+    def _new_agent_turn(
+        self,
+        user_turn_id: str | None,
+        user_text: str | None,
+        user_ended_at: float | None,
+        *,
+        announced: bool,
+    ) -> AgentTurn:
+        record = TurnRecord(
+            new_id("turn"),
+            time.monotonic(),
+            user_turn_id=user_turn_id,
+            user_text=user_text,
+            user_ended_at=user_ended_at,
+        )
+        self._agent = AgentTurn(
+            record,
+            send=self._send,
+            tts=self._tts,
+            pace_audio=self._settings.pace_audio,
+            announced=announced,
+        )
+        self._last_turn_id = record.agent_turn_id
+        return self._agent
+
+    async def _converse(self, turn: AgentTurn, event: dict[str, Any]) -> None:
+        """Run one agent turn: webhook, reply, `response.end`, playback, `turn.end`."""
+        try:
+            try:
+                async with self._webhook.stream(
+                    event, self._conversation.custom_headers
+                ) as replies:
+                    await turn.play(replies)
+            except WEBHOOK_ERRORS as err:
+                _LOGGER.warning(
+                    "Session %s: %s webhook of turn %s failed: %r",
+                    self.session_id,
+                    event["type"],
+                    turn.turn_id,
+                    err,
+                )
+            if not turn.announced:
+                return  # a welcome with nothing to say
+            await self._send({"type": "response.end", "turn_id": turn.turn_id})
+            if turn.record.audio_bytes:
+                turn.record.replay_finished = await turn.wait_played(self._settings.replay_timeout)
+                if not turn.record.replay_finished:
+                    _LOGGER.warning(
+                        "Session %s: no replay_finished for turn %s within %.1f s",
+                        self.session_id,
+                        turn.turn_id,
+                        self._settings.replay_timeout,
+                    )
+            self._finish(turn)
+            await self._send({"type": "turn.end", "role": "assistant", "turn_id": turn.turn_id})
+        finally:
+            self._finish(turn)
+
+    async def _interrupt(self) -> None:
+        """Barge-in: abort the agent turn and remember what the user heard of it."""
+        turn, task = self._agent, self._agent_task
+        assert turn is not None and task is not None
+        heard = turn.heard(time.monotonic())
+        turn.record.interrupted = True
+        await self._cancel(task)
+        self._interruption = {
+            "previous_turn_interrupted": True,
+            "words_heard": len(heard.split()),
+            "text_heard": heard,
+            "assistant_turn_id": turn.turn_id,
+        }
+
+    def _finish(self, turn: AgentTurn) -> None:
+        """Record a finished agent turn and log it, once."""
+        record = turn.record
+        if record.ended_at is not None or not turn.announced:
+            return
+        record.ended_at = time.monotonic()
+        self._turns.append(record)
+        self._conversation.turns.append(record)
+        if record.agent_text:
+            self._add_transcript("assistant", record.agent_text)
+        _LOGGER.info(
+            "Turn %s: user %r -> agent %r; transcribed in %s, first text after %s, "
+            "first audio after %s, %d audio bytes, %s, %s in all",
+            record.agent_turn_id,
+            record.user_text,
+            record.agent_text,
+            _ms_between(record.user_ended_at, record.started_at),
+            _ms_between(record.started_at, record.first_text_at),
+            _ms_between(record.started_at, record.first_audio_at),
+            record.audio_bytes,
+            "interrupted"
+            if record.interrupted
+            else ("played" if record.replay_finished else "no replay_finished"),
+            _ms_between(record.user_ended_at or record.started_at, record.ended_at),
+        )
+
+    async def _relay_data(self, turn_id: str, data: object) -> None:
+        event = self._event("data", turn_id=turn_id, data=data)
+        try:
+            reply = await self._webhook.call(event, self._conversation.custom_headers)
+        except WEBHOOK_ERRORS as err:
+            _LOGGER.warning("Session %s: data webhook failed: %r", self.session_id, err)
+            return
+        await self._send({"type": "response.data", "content": reply, "turn_id": turn_id})
+
+    # Tasks and teardown.
+
+    def _start_agent(self, coro: Coroutine[Any, Any, None]) -> None:
+        self._agent_task = self._spawn(coro)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (err := task.exception()) is not None:
+            _LOGGER.error("Session %s: task failed", self.session_id, exc_info=err)
+
+    @staticmethod
+    async def _cancel(task: asyncio.Task[None]) -> None:
+        task.cancel()
+        await asyncio.wait({task})
+
+    async def _teardown(self) -> None:
+        for task in list(self._tasks):
+            await self._cancel(task)
+        if not self._ws.closed:
+            await self._ws.close()
+        self.recording.closed_at = time.monotonic()
+        try:
+            await self._webhook.call(self._session_end_event(), self._conversation.custom_headers)
+        except WEBHOOK_ERRORS as err:
+            _LOGGER.warning("Session %s: session.end webhook failed: %r", self.session_id, err)
+        _LOGGER.info("Session %s closed", self.session_id)
+
+    # Webhook payloads and transcript.
+
+    def _event(self, kind: str, **fields: Any) -> dict[str, Any]:
+        event: dict[str, Any] = {
+            "type": kind,
+            "session_id": self.session_id,
+            "conversation_id": self._conversation.conversation_id,
+            **fields,
+        }
+        if self._conversation.custom_metadata is not None:
+            event["custom_metadata"] = self._conversation.custom_metadata
+        return event
+
+    def _session_end_event(self) -> dict[str, Any]:
+        latencies = [
+            record.first_audio_at - record.started_at
+            for record in self._turns
+            if record.first_audio_at is not None
+        ]
+        audio_bytes = sum(record.audio_bytes for record in self._turns)
+        return self._event(
+            "session.end",
+            agent_id=self._settings.agent_id,
+            started_at=_iso(self._started_wall),
+            ended_at=_iso(time.time()),
+            duration=round((time.monotonic() - self.recording.opened_at) * 1000),
+            transcription_duration_seconds=round(self._user_audio_seconds, 3),
+            tts_duration_seconds=round(audio_bytes / (AGENT_RATE * SAMPLE_WIDTH), 3),
+            latency=round(1000 * sum(latencies) / len(latencies)) if latencies else None,
+            ip_address=self._request.remote,
+            country_code=None,
+            recording_status="disabled",
+            transcript=[entry.to_json() for entry in self._transcript],
+        )
+
+    def _add_transcript(self, role: str, text: str) -> None:
+        entry = TranscriptEntry(role, text, round(time.time() * 1000))
+        self._transcript.append(entry)
+        self._conversation.transcript.append(entry)

@@ -1,0 +1,1 @@
+"""Tests of the Home Assistant integration itself, with pytest-homeassistant-custom-component."""

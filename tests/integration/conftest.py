@@ -1,0 +1,91 @@
+"""Fixtures for the Home Assistant integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+import json
+from typing import Any
+from unittest.mock import AsyncMock, patch
+
+from aiohttp import web
+import pytest
+
+from local_agent_server import LocalAgentServer
+
+from ..conftest import StartApp
+
+AGENT_ID = "ag_test"
+API_KEY = "sk_test_key"
+
+
+@pytest.fixture(autouse=True)
+def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
+    """Let Home Assistant load custom_components/layercode in every test."""
+
+
+@pytest.fixture
+def mock_setup_entry() -> Iterator[AsyncMock]:
+    """Replace the entry set-up, so that flow tests create entries without starting them."""
+    with patch(
+        "custom_components.layercode.async_setup_entry", return_value=True
+    ) as mock_setup:
+        yield mock_setup
+
+
+@pytest.fixture
+async def agent_server() -> AsyncIterator[LocalAgentServer]:
+    """A Layercode-compatible server for agent AGENT_ID that wants the API key API_KEY."""
+    server = LocalAgentServer(agent_id=AGENT_ID, api_key=API_KEY)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@dataclass
+class AuthorizeEndpoint:
+    """A scriptable authorize endpoint: answers `status` (200: a valid session) or `body`."""
+
+    url: str = ""
+    status: int = 200
+    body: bytes | None = None
+    content_type: str = "application/json"
+    hang: bool = False
+    requests: list[tuple[dict[str, str], Any]] = field(default_factory=list)
+    received: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """Record the request, then answer as told."""
+        self.requests.append((dict(request.headers), await request.json()))
+        self.received.set()
+        if self.hang:
+            await self.release.wait()
+        if self.body is not None:
+            return web.Response(status=self.status, body=self.body, content_type=self.content_type)
+        if self.status == 200:
+            reply = {
+                "client_session_key": f"key_{len(self.requests)}",
+                "conversation_id": f"conv_{len(self.requests)}",
+                "config": {"transcription": {"trigger": "push_to_talk"}},
+            }
+            return web.json_response(reply)
+        return web.Response(
+            status=self.status,
+            text=json.dumps({"error": f"scripted HTTP {self.status}"}),
+            content_type="application/json",
+        )
+
+
+@pytest.fixture
+async def authorize_endpoint(start_app: StartApp) -> AsyncIterator[AuthorizeEndpoint]:
+    """An AuthorizeEndpoint served on 127.0.0.1; a hanging request is released at the end."""
+    endpoint = AuthorizeEndpoint()
+    app = web.Application()
+    app.router.add_post("/authorize", endpoint.handle)
+    endpoint.url = await start_app(app) + "/authorize"
+    yield endpoint
+    endpoint.release.set()
