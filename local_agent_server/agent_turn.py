@@ -2,8 +2,8 @@
 
 Each `response.tts` becomes a `response.text` and the synthesized speech as `response.audio`
 frames (base64 16 kHz PCM, `delta_id` counting up from 0); `response.data` is passed on;
-`response.end` or `response.error` stops reading. The turn also keeps what it needs to tell,
-if the user barges in, how much of it the user heard.
+`response.end` or `response.error` stops reading. The turn also tracks its playback (the
+client's `replay_finished`) and, should the user barge in, how much of it the user heard.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import aclosing
+from contextlib import aclosing, suppress
 from dataclasses import dataclass
 import logging
 import time
@@ -32,7 +32,7 @@ class _Segment:
 
     text: str
     start: float
-    seconds: float = 0.0
+    seconds: float
 
 
 class AgentTurn:
@@ -50,6 +50,7 @@ class AgentTurn:
         """`announced` is False for a welcome: `turn.start` waits until there is content."""
         self.record = record
         self.announced = announced
+        self.reply_over = False
         self._send = send
         self._tts = tts
         self._pace_audio = pace_audio
@@ -94,19 +95,27 @@ class AgentTurn:
                 case other:
                     _LOGGER.debug("Ignoring backend event %r in turn %s", other, self.turn_id)
 
+    async def end_reply(self) -> None:
+        """Send `response.end`: the backend has nothing more for this turn."""
+        self.reply_over = True
+        await self._send({"type": "response.end", "turn_id": self.turn_id})
+
     def note_replay_finished(self) -> None:
         """The client's playback buffer ran dry; counts once this turn's audio went out."""
-        if self.record.first_audio_at is not None:
+        if self.record.first_audio_at is not None and self.record.ended_at is None:
+            self.record.replay_finished = True
             self._played.set()
 
-    async def wait_played(self, timeout: float) -> bool:
-        """Wait for `replay_finished` after this turn's audio; False when `timeout` passes."""
-        try:
+    @property
+    def heard_all(self) -> bool:
+        """The reply is over and played out: only `turn.end` is left to send."""
+        return self.reply_over and (not self.record.audio_bytes or self.record.replay_finished)
+
+    async def wait_played(self, timeout: float) -> None:
+        """Wait for `replay_finished` after this turn's audio, at most `timeout` seconds."""
+        with suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self._played.wait()
-        except TimeoutError:
-            return False
-        return True
 
     def heard(self, now: float) -> str:
         """The words the user has heard by `now`, assuming playback from the first audio."""
@@ -130,16 +139,16 @@ class AgentTurn:
         if self.record.first_text_at is None:
             self.record.first_text_at = time.monotonic()
         self.record.agent_text = " ".join(filter(None, (self.record.agent_text, text)))
-        segment = _Segment(text, self._audio_seconds)
-        self._segments.append(segment)
         await self._send({"type": "response.text", "content": text, "turn_id": self.turn_id})
-        async with aclosing(self._tts.synthesize(text)) as chunks:
-            async for chunk in chunks:
-                if chunk:
-                    await self._send_audio(chunk)
-                    seconds = duration_seconds(chunk, AGENT_RATE)
-                    segment.seconds += seconds
-                    self._audio_seconds += seconds
+        # The whole segment is synthesized before it is sent, so that its length is known
+        # when the user barges in and `heard` has to place the cut in its text.
+        async with aclosing(self._tts.synthesize(text)) as stream:
+            chunks = [chunk async for chunk in stream if chunk]
+        seconds = sum(duration_seconds(chunk, AGENT_RATE) for chunk in chunks)
+        self._segments.append(_Segment(text, self._audio_seconds, seconds))
+        for chunk in chunks:
+            await self._send_audio(chunk)
+            self._audio_seconds += duration_seconds(chunk, AGENT_RATE)
 
     async def _send_audio(self, chunk: bytes) -> None:
         first_audio_at = self.record.first_audio_at

@@ -22,8 +22,8 @@ What the client sees (every frame is a JSON text frame; ids are `turn_…` strin
   webhook, stops its audio and sends `turn.start {role: "user"}`; the interrupted turn gets
   no `response.end` or `turn.end`, and the next `message` webhook carries
   `interruption_context` {previous_turn_interrupted, words_heard, text_heard,
-  assistant_turn_id}. Without can_interrupt, input during an agent turn is dropped, and typed
-  text waits for the turn to end.
+  assistant_turn_id}. Without can_interrupt, user input during an agent turn (speech, triggers,
+  typed text) is ignored.
 - `client.response.data {data}`: the `data` webhook {session_id, conversation_id, turn_id,
   data} (turn_id of the latest turn); its JSON reply comes back as `response.data {content,
   turn_id}`.
@@ -201,8 +201,7 @@ class Session:
             case "trigger.turn.start" | "trigger.turn.end" as kind:
                 await self._on_push_to_talk(kind == "trigger.turn.start")
             case "trigger.response.audio.replay_finished":
-                if self._agent is not None:
-                    self._agent.note_replay_finished()
+                await self._on_replay_finished()
             case "client.response.text":
                 await self._on_typed_text(message.get("content"))
             case "client.response.data":
@@ -253,13 +252,21 @@ class Session:
             return
         ended_at = time.monotonic()
         if self._input_blocked():
-            self._start_agent(self._answer_later(self._agent_task, content, ended_at))
+            _LOGGER.warning("Ignoring typed text while the agent may not be interrupted")
             return
         if self._user_turn_id is None:
             await self._user_started()
         self._detector.reset()
         user_turn_id = await self._user_finished(content, spoken=False)
         await self._answer(user_turn_id, content, ended_at)
+
+    async def _on_replay_finished(self) -> None:
+        agent = self._agent
+        if agent is None:
+            return
+        agent.note_replay_finished()
+        if agent.heard_all:
+            await self._end_turn(agent)  # at once, so that the next frame finds the turn over
 
     def _on_data(self, data: object) -> None:
         turn_id = self._last_turn_id or new_id("turn")
@@ -286,10 +293,13 @@ class Session:
             await self._answer(user_turn_id, text, ended_at)
 
     async def _user_started(self) -> None:
+        agent, task = self._agent, self._agent_task
         if self._agent_audible():
             await self._interrupt()
-        elif self._agent_task is not None:
-            await self._cancel(self._agent_task)  # a welcome with nothing said yet
+        elif agent is not None and agent.heard_all:
+            await self._end_turn(agent)
+        elif task is not None:
+            await self._cancel(task)  # a welcome with nothing said yet
         self._user_turn_id = self._last_turn_id = new_id("turn")
         self._next_interim = self._settings.interim_interval
         await self._send({"type": "turn.start", "role": "user", "turn_id": self._user_turn_id})
@@ -338,6 +348,8 @@ class Session:
         task, agent = self._agent_task, self._agent
         if task is None or task.done() or agent is None:
             return False
+        if agent.record.ended_at is not None or agent.heard_all:
+            return False
         return agent.announced or agent is not self._welcome
 
     async def _answer(self, user_turn_id: str, text: str, ended_at: float) -> None:
@@ -347,18 +359,6 @@ class Session:
             return
         turn, event = await self._open_answer(user_turn_id, text, ended_at)
         self._start_agent(self._converse(turn, event))
-
-    async def _answer_later(
-        self, previous: asyncio.Task[None] | None, text: str, ended_at: float
-    ) -> None:
-        """Typed text that may not interrupt: answered once the current agent turn is over."""
-        if previous is not None:
-            await asyncio.wait({previous})
-        self._user_turn_id = self._last_turn_id = new_id("turn")
-        await self._send({"type": "turn.start", "role": "user", "turn_id": self._user_turn_id})
-        user_turn_id = await self._user_finished(text, spoken=False)
-        if text.strip():
-            await self._converse(*await self._open_answer(user_turn_id, text, ended_at))
 
     async def _open_answer(
         self, user_turn_id: str, text: str, ended_at: float
@@ -414,9 +414,9 @@ class Session:
                 )
             if not turn.announced:
                 return  # a welcome with nothing to say
-            await self._send({"type": "response.end", "turn_id": turn.turn_id})
+            await turn.end_reply()
             if turn.record.audio_bytes:
-                turn.record.replay_finished = await turn.wait_played(self._settings.replay_timeout)
+                await turn.wait_played(self._settings.replay_timeout)
                 if not turn.record.replay_finished:
                     _LOGGER.warning(
                         "Session %s: no replay_finished for turn %s within %.1f s",
@@ -424,10 +424,15 @@ class Session:
                         turn.turn_id,
                         self._settings.replay_timeout,
                     )
-            self._finish(turn)
-            await self._send({"type": "turn.end", "role": "assistant", "turn_id": turn.turn_id})
+            await self._end_turn(turn)
         finally:
             self._finish(turn)
+
+    async def _end_turn(self, turn: AgentTurn) -> None:
+        """Send the agent turn's `turn.end`, once, whoever gets there first."""
+        if turn.record.ended_at is None:
+            self._finish(turn)
+            await self._send({"type": "turn.end", "role": "assistant", "turn_id": turn.turn_id})
 
     async def _interrupt(self) -> None:
         """Barge-in: abort the agent turn and remember what the user heard of it."""

@@ -29,6 +29,7 @@ def version_flags(compat_py: Path) -> dict[str, int]:
     flags: dict[str, int] = {}
     for node in ast.parse(compat_py.read_text(), str(compat_py)).body:
         target: ast.expr | None = None
+        value: ast.expr | None = None
         if isinstance(node, ast.Assign) and len(node.targets) == 1:
             target, value = node.targets[0], node.value
         elif isinstance(node, ast.AnnAssign) and node.value is not None:

@@ -14,8 +14,8 @@ import pytest
 from custom_components.layercode.client import (
     SDK_VERSION,
     AgentNotFoundError,
-    Authorizer,
     AuthorizeError,
+    Authorizer,
     BadRequestError,
     ConcurrencyLimitError,
     InsufficientBalanceError,

@@ -417,7 +417,7 @@ async def test_resume_gives_up_on_401(make_server: MakeServer, make_session: Mak
 async def test_bad_frames_are_survived(make_server: MakeServer, make_session: MakeSession) -> None:
     """Garbage, unknown types, missing fields, binary frames: logged, and the next turn works."""
     server = await make_server()
-    session, events = await make_session(server)
+    session, _ = await make_session(server)
     for raw in [
         "not json at all",
         "[]",

@@ -28,9 +28,7 @@ def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
 @pytest.fixture
 def mock_setup_entry() -> Iterator[AsyncMock]:
     """Replace the entry set-up, so that flow tests create entries without starting them."""
-    with patch(
-        "custom_components.layercode.async_setup_entry", return_value=True
-    ) as mock_setup:
+    with patch("custom_components.layercode.async_setup_entry", return_value=True) as mock_setup:
         yield mock_setup
 
 

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Awaitable, Callable
 import json
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 import numpy as np
 
-from local_agent_server.layercode_client import FRAME_BYTES, WIRE_INPUT_RATE, to_pcm
 from local_agent_server import LocalAgentServer
+from local_agent_server.layercode_client import FRAME_BYTES, WIRE_INPUT_RATE, to_pcm
+
+type StartApp = Callable[[web.Application], Awaitable[str]]
+"""The `start_app` fixture of tests/conftest.py."""
 
 FRAME_SAMPLES = FRAME_BYTES // 2
 FRAME_MS = FRAME_SAMPLES * 1000 // WIRE_INPUT_RATE  # 112
@@ -109,6 +114,21 @@ class Client:
         return {"turn_id": turn_id, "texts": texts, "audio": audio, "messages": messages}
 
 
+async def webhook_event(server: LocalAgentServer, kind: str, count: int = 1) -> dict[str, Any]:
+    """The `count`-th webhook of type `kind` the built-in backend got, once it has arrived.
+
+    The server sends `turn.start` before it posts the webhook, so a client cannot tell by
+    itself whether the backend has it yet.
+    """
+    assert server.webhook_backend is not None
+    async with asyncio.timeout(5):
+        while True:
+            events = [e for e in server.webhook_backend.events if e["type"] == kind]
+            if len(events) >= count:
+                return events[count - 1]
+            await asyncio.sleep(0.01)
+
+
 async def authorize(
     http: aiohttp.ClientSession, server: LocalAgentServer, **body: Any
 ) -> dict[str, Any]:
@@ -120,7 +140,11 @@ async def authorize(
         return result
 
 
-async def connect(http: aiohttp.ClientSession, server: LocalAgentServer, **body: Any) -> Client:
+type Connect = Callable[..., Awaitable[Client]]
+"""The `connect` fixture: `await connect(server, **authorize_body)`."""
+
+
+async def open_client(http: aiohttp.ClientSession, server: LocalAgentServer, **body: Any) -> Client:
     """Authorize, open the socket and send client.ready, like the browser SDK."""
     authorization = await authorize(http, server, **body)
     ws = await http.ws_connect(

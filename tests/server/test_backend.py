@@ -21,7 +21,7 @@ from local_agent_server import (
 )
 from local_agent_server.sse import iter_sse_json
 
-from ..conftest import StartApp
+from .helpers import StartApp
 
 SECRET = "whsec_backend"
 
@@ -101,9 +101,7 @@ async def test_echo_replies(http: aiohttp.ClientSession, start_app: StartApp) ->
     ]
 
 
-async def test_welcome_and_custom_answers(
-    http: aiohttp.ClientSession, start_app: StartApp
-) -> None:
+async def test_welcome_and_custom_answers(http: aiohttp.ClientSession, start_app: StartApp) -> None:
     responder = EchoResponder(
         welcome="Hi there", answer=str.upper, data_answer=lambda data: {"echo": data}
     )
