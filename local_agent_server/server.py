@@ -37,7 +37,7 @@ WEBSOCKET_PATH = "/v1/agents/web/websocket"
 WEBHOOK_PATH = "/webhook"
 
 _CLOSE_TIMEOUT = 2.0
-"""How long a clean WebSocket close waits for the client's answer."""
+"""How long a clean WebSocket close may take before the connection is cut."""
 _SESSION_END_TIMEOUT = 10.0
 """How long stop() and drop_connections() wait for sessions to wind down."""
 _SHUTDOWN_TIMEOUT = 2.0
@@ -179,7 +179,7 @@ class LocalAgentServer:
         """Close every connection (each reports `session.end`), then the server itself."""
         if self._runner is None:
             return
-        await asyncio.gather(*(session.close() for session in list(self._sessions)))
+        await asyncio.gather(*(session.close(_CLOSE_TIMEOUT) for session in list(self._sessions)))
         await self._wait_for_sessions()
         await self._runner.cleanup()
         self._runner = None

@@ -16,8 +16,10 @@ What the client sees (every frame is a JSON text frame; ids are `turn_…` strin
   `response.text {content, turn_id}` then `response.audio {content, delta_id, turn_id}`
   frames; per `response.data` `response.data {content, turn_id}`; then `response.end
   {turn_id}`, also after `response.error`, an HTTP error or an unreachable backend. If audio
-  went out, the turn waits (up to `replay_timeout`) for `trigger.response.audio.replay_finished`,
-  then `turn.end {role: "assistant", turn_id}`.
+  went out, the turn waits (up to `replay_timeout`) for `trigger.response.audio.replay_finished`
+  (the first one after the turn's first audio counts), then `turn.end {role: "assistant",
+  turn_id}`. User input after the reply has played out is no barge-in: that `turn.end` just
+  goes out first.
 - Barge-in (can_interrupt): user speech or typed text during an agent turn aborts its
   webhook, stops its audio and sends `turn.start {role: "user"}`; the interrupted turn gets
   no `response.end` or `turn.end`, and the next `message` webhook carries
@@ -115,7 +117,6 @@ class Session:
         self._detector = UserTurnDetector(settings.trigger, settings.energy)
         self._user_turn_id: str | None = None
         self._next_interim = settings.interim_interval
-        self._welcome: AgentTurn | None = None
         self._agent: AgentTurn | None = None
         self._agent_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -138,11 +139,9 @@ class Session:
             self.session_id,
             self._conversation.conversation_id,
         )
-        self._welcome = self._new_agent_turn(None, None, None, announced=False)
+        welcome = self._new_agent_turn(None, None, None, announced=False)
         self._start_agent(
-            self._converse(
-                self._welcome, self._event("session.start", turn_id=self._welcome.turn_id)
-            )
+            self._converse(welcome, self._event("session.start", turn_id=welcome.turn_id))
         )
         try:
             async for message in self._ws:
@@ -157,9 +156,13 @@ class Session:
         finally:
             await self._teardown()
 
-    async def close(self) -> None:
-        """Close the socket cleanly (server going away); `run` then finishes."""
-        await self._ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+    async def close(self, timeout: float) -> None:
+        """Close the socket cleanly (server going away), or cut it after `timeout` seconds."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+        except TimeoutError:
+            self.abort()
 
     def abort(self) -> None:
         """Drop the connection without a close handshake, like a network failure."""
@@ -294,12 +297,13 @@ class Session:
 
     async def _user_started(self) -> None:
         agent, task = self._agent, self._agent_task
-        if self._agent_audible():
-            await self._interrupt()
-        elif agent is not None and agent.heard_all:
-            await self._end_turn(agent)
-        elif task is not None:
-            await self._cancel(task)  # a welcome with nothing said yet
+        if agent is not None and task is not None and not task.done():
+            if self._agent_audible():
+                await self._interrupt()
+            elif not agent.announced:
+                await self._cancel(task)  # a welcome with nothing said yet
+            else:
+                await self._end_turn(agent)  # played out: only its turn.end was left
         self._user_turn_id = self._last_turn_id = new_id("turn")
         self._next_interim = self._settings.interim_interval
         await self._send({"type": "turn.start", "role": "user", "turn_id": self._user_turn_id})
@@ -344,13 +348,11 @@ class Session:
     # Agent turns.
 
     def _agent_audible(self) -> bool:
-        """An agent turn is under way that the user hears (or is about to)."""
+        """An agent turn has started and the user has not heard all of it yet."""
         task, agent = self._agent_task, self._agent
         if task is None or task.done() or agent is None:
             return False
-        if agent.record.ended_at is not None or agent.heard_all:
-            return False
-        return agent.announced or agent is not self._welcome
+        return agent.announced and agent.record.ended_at is None and not agent.heard_all
 
     async def _answer(self, user_turn_id: str, text: str, ended_at: float) -> None:
         """Start the agent turn that answers a user turn."""

@@ -269,6 +269,8 @@ class LayercodeConfigFlow(ConfigFlow, domain=DOMAIN):
         if user_input is not None:
             data = _clean(user_input, CONF_AUTHORIZE_URL, CONF_API_KEY, CONF_WEBSOCKET_URL)
             data.setdefault(CONF_WEBSOCKET_URL, LAYERCODE_WEBSOCKET_URL)
+            if CONF_API_KEY not in data and entry.data.get(CONF_API_KEY):
+                data[CONF_API_KEY] = entry.data[CONF_API_KEY]
             errors.update(_validate_urls(data))
             if not errors:
                 unique_id = unique_id_for(agent_id, data[CONF_AUTHORIZE_URL])
@@ -293,7 +295,12 @@ class LayercodeConfigFlow(ConfigFlow, domain=DOMAIN):
         return self.async_show_form(
             step_id="reconfigure",
             data_schema=self.add_suggested_values_to_schema(
-                STEP_RECONFIGURE_SCHEMA, user_input if user_input is not None else entry.data
+                STEP_RECONFIGURE_SCHEMA,
+                {
+                    key: value
+                    for key, value in (user_input or entry.data).items()
+                    if key != CONF_API_KEY  # a secret is never sent back to the browser
+                },
             ),
             description_placeholders={"agent_id": agent_id},
             errors=errors,

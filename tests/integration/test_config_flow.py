@@ -546,7 +546,6 @@ async def test_reconfigure_success(
     ]
     assert suggested_values(result) == {
         CONF_AUTHORIZE_URL: authorize_endpoint.url,
-        CONF_API_KEY: "sk_old",
         CONF_WEBSOCKET_URL: WS_URL,
     }
     assert result["description_placeholders"] == {"agent_id": AGENT_ID}
@@ -574,13 +573,14 @@ async def test_reconfigure_success(
     assert len(agent_server.conversations) == 1
 
 
-async def test_reconfigure_clears_api_key(
+async def test_reconfigure_keeps_the_api_key_unseen(
     hass: HomeAssistant, authorize_endpoint: AuthorizeEndpoint
 ) -> None:
-    """An emptied API key field stops sending a key; the same URL keeps the unique id."""
-    entry = add_entry(hass, authorize_endpoint.url)
+    """The stored key is never sent to the form; left empty, it is kept and used."""
+    entry = add_entry(hass, authorize_endpoint.url, api_key="sk_stored")
     unique_id = entry.unique_id
     result = await entry.start_reconfigure_flow(hass)
+    assert CONF_API_KEY not in suggested_values(result)
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {CONF_AUTHORIZE_URL: authorize_endpoint.url}
     )
@@ -590,11 +590,12 @@ async def test_reconfigure_clears_api_key(
     assert entry.data == {
         CONF_AGENT_ID: AGENT_ID,
         CONF_AUTHORIZE_URL: authorize_endpoint.url,
+        CONF_API_KEY: "sk_stored",
         CONF_WEBSOCKET_URL: LAYERCODE_WEBSOCKET_URL,
     }
     assert entry.unique_id == unique_id
     [(headers, _)] = authorize_endpoint.requests
-    assert "Authorization" not in headers
+    assert headers["Authorization"] == "Bearer sk_stored"
 
 
 async def test_reconfigure_errors(
@@ -612,7 +613,7 @@ async def test_reconfigure_errors(
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "reconfigure"
     assert result["errors"] == {"base": "invalid_auth"}
-    assert suggested_values(result)[CONF_API_KEY] == "sk_bad"
+    assert CONF_API_KEY not in suggested_values(result)
 
     result = await hass.config_entries.flow.async_configure(
         flow_id, {CONF_AUTHORIZE_URL: closed_port_url(), CONF_API_KEY: API_KEY}

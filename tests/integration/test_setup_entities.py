@@ -10,7 +10,7 @@ from typing import Any
 
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNKNOWN
-from homeassistant.core import Event, EventStateChangedData, HomeAssistant, State
+from homeassistant.core import Event, EventStateChangedData, HomeAssistant, State, callback
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 from homeassistant.helpers.event import async_track_state_change_event
@@ -116,6 +116,7 @@ class StateLog:
         self.states: dict[str, list[str]] = {entity_id: [] for entity_id in entity_ids}
         self.events: list[dict[str, Any]] = []
 
+        @callback
         def record(event: Event[EventStateChangedData]) -> None:
             new: State | None = event.data["new_state"]
             if new is None:
@@ -265,10 +266,13 @@ async def test_send_data_fires_agent_data_and_automation(
         "automation",
         {
             "automation": {
-                "trigger": {"platform": "state", "entity_id": EVENTS},
-                "condition": "{{ trigger.to_state.attributes.event_type == 'agent_data' }}",
-                "action": {
-                    "service": "test.automation",
+                "triggers": {"trigger": "state", "entity_id": EVENTS},
+                "conditions": [
+                    "{{ trigger.to_state.attributes.event_type == 'agent_data' }}",
+                    "{{ trigger.to_state.attributes.data.received.kind == 'ping' }}",
+                ],
+                "actions": {
+                    "action": "test.automation",
                     "data": {"data": "{{ trigger.to_state.attributes.data }}"},
                 },
             }
@@ -297,8 +301,8 @@ async def test_automation_fires_when_the_agent_speaks(
         "automation",
         {
             "automation": {
-                "trigger": {"platform": "state", "entity_id": AGENT_SPEAKING, "to": "on"},
-                "action": {"service": "test.automation"},
+                "triggers": {"trigger": "state", "entity_id": AGENT_SPEAKING, "to": "on"},
+                "actions": {"action": "test.automation"},
             }
         },
     )

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from pathlib import Path
+import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 import aiohttp
 from aiohttp import web
@@ -187,3 +190,34 @@ def test_never_imports_home_assistant() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=root, check=True, timeout=60)
+
+
+def test_command_line_runs_until_ctrl_c() -> None:
+    root = Path(__file__).parents[2]
+    args = ["--port", "0", "--agent-id", "ag_cli", "--trigger", "push_to_talk", "--api-key", "K"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local_agent_server", *args],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().split()[-1]
+        assert url.endswith("/v1/agents/web/authorize_session")
+        request = urllib.request.Request(
+            url,
+            data=json.dumps({"agent_id": "ag_cli"}).encode(),
+            headers={"Authorization": "Bearer K", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            config = json.load(response)["config"]
+        assert config["transcription"]["trigger"] == "push_to_talk"
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
