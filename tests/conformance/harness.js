@@ -93,6 +93,9 @@ const scenarios = {
       client._websocketUrl = connection.websocket_url; // the SDK has no option for it
     }
     await client.connect();
+    const rec = client.wavRecorder;
+    const orig = rec._chunkProcessor;
+    rec._chunkProcessor = (d) => { record('chunk', {bytes: d.mono.byteLength, ctx: rec.audioContext?.state, ptt: client.pushToTalkActive, muted: client.isMuted}); return orig(d); };
     await waitFor('onConnect', (e) => e.kind === 'connect', config.timeouts.connect, since);
     // client.ready goes out in the same onopen handler; give it a moment on the wire.
     await sleep(step.settle_ms ?? 200);

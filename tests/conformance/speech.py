@@ -81,13 +81,22 @@ def speech_like(seconds: float, *, seed: int = 7) -> Signal:
 
 
 def write_microphone_wav(
-    path: Path, bursts: list[tuple[float, float]], *, total: float, level: float = 0.5
+    path: Path,
+    bursts: list[tuple[float, float]],
+    *,
+    total: float,
+    level: float = 0.5,
+    noise: float = 0.001,
 ) -> None:
-    """A 16 kHz 16-bit mono WAV: silence with speech at each (start, seconds) burst.
+    """A 16 kHz 16-bit mono WAV: a faint noise floor with speech at each (start, seconds).
 
-    16-bit matters: Chromium's fake capture plays 24-bit PCM as nothing at all.
+    16-bit matters: Chromium's fake capture plays 24-bit PCM as nothing at all. The noise
+    floor (-60 dBFS) matters too: the SDK's recorder sends nothing until it has seen the
+    first non-zero sample, so a WAV that starts with digital silence holds back the
+    pre-roll and every push-to-talk frame until the speech begins. A real microphone is
+    never exactly silent.
     """
-    signal = np.zeros(int(total * RATE))
+    signal = np.random.default_rng(3).normal(0.0, noise, int(total * RATE))
     for number, (start, seconds) in enumerate(bursts):
         burst = speech_like(seconds, seed=7 + number)
         begin = int(start * RATE)

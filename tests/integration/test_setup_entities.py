@@ -9,13 +9,14 @@ import logging
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntryState
-from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNKNOWN
+from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE, STATE_UNKNOWN
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant, State, callback
-from homeassistant.exceptions import ServiceValidationError
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 from homeassistant.helpers.event import async_track_state_change_event
 from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
+import numpy as np
 import pytest
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
@@ -491,3 +492,66 @@ async def test_diagnostics_and_logs_keep_secrets(
     for state in hass.states.async_all():
         for secret in (API_KEY, *issued):
             assert secret not in str(state.attributes)
+
+
+async def test_unavailable_and_recovery_are_logged_once(
+    hass: HomeAssistant,
+    loaded: MockConfigEntry,
+    agent_server: LocalAgentServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A lost agent makes the entities unavailable with one warning; recovery logs once."""
+    port = int(agent_server.base_url.rsplit(":", 1)[1])
+    await agent_server.stop()
+    for _ in range(2):
+        with pytest.raises(HomeAssistantError) as info:
+            await send_text(hass, loaded, "anyone there?")
+        assert info.value.translation_key == "cannot_connect"
+    await hass.async_block_till_done()
+    assert hass.states.get(MUTE).state == STATE_UNAVAILABLE  # type: ignore[union-attr]
+    assert hass.states.get(CONNECTION).state == STATE_UNAVAILABLE  # type: ignore[union-attr]
+    assert caplog.text.count("The Layercode agent is unavailable") == 1
+
+    await agent_server.start(port=port)
+    for _ in range(2):
+        assert (await send_text(hass, loaded, "back?"))["text"] == "You said: back?"
+    await hass.async_block_till_done()
+    assert hass.states.get(MUTE).state == STATE_OFF  # type: ignore[union-attr]
+    assert caplog.text.count("The Layercode agent is available again") == 1
+
+
+async def test_amplitude_sensors_are_throttled(
+    hass: HomeAssistant, agent_server: LocalAgentServer
+) -> None:
+    """Audio levels change every 112 ms frame; the sensors write at most once a second."""
+    registry = er.async_get(hass)
+    entry = make_entry(agent_server)
+    entry.add_to_hass(hass)
+    for key in ("user_amplitude", "agent_amplitude"):
+        registry.async_get_or_create(
+            "sensor",
+            DOMAIN,
+            f"{entry.entry_id}_{key}",
+            config_entry=entry,
+            disabled_by=None,
+            suggested_object_id=f"{AGENT_ID}_{key.replace('amplitude', 'audio_level')}",
+        )
+    runtime = await setup(hass, entry)
+    assert hass.states.get(USER_AMPLITUDE) is not None
+    log = StateLog(hass, USER_AMPLITUDE)
+    conversation = await runtime.async_get_conversation()
+    session = conversation.session
+    start = hass.loop.time()
+    await session.begin_user_speech()
+    loud = (np.sin(np.arange(1600) / 3) * 16000).astype("<i2").tobytes()
+    for _ in range(30):  # 3 s of audio in 100 ms steps, about 27 frames of 112 ms
+        await session.send_audio(loud)
+        await asyncio.sleep(0.1)
+    await session.end_user_speech()
+    elapsed = hass.loop.time() - start
+    await asyncio.sleep(1.1)  # the trailing write
+    values = [float(v) for v in log.states[USER_AMPLITUDE] if v != STATE_UNKNOWN]
+    assert 2 <= len(values) <= elapsed + 2
+    assert values[-1] == pytest.approx(100 * session.user_amplitude, abs=0.1)
+    assert max(values) > 30
+    await unload(hass, entry)
