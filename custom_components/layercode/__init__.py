@@ -29,6 +29,7 @@ from .const import (
     CONF_API_KEY,
     CONF_AUDIO_OUTPUT,
     CONF_AUTHORIZE_URL,
+    CONF_FALLBACK_TTS,
     CONF_IDLE_TIMEOUT,
     CONF_METADATA,
     CONF_TURN_TAKING,
@@ -43,9 +44,12 @@ from .services import async_setup_services
 
 PLATFORMS: list[Platform] = [
     Platform.BINARY_SENSOR,
+    Platform.CONVERSATION,
     Platform.EVENT,
     Platform.SENSOR,
+    Platform.STT,
     Platform.SWITCH,
+    Platform.TTS,
 ]
 
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
@@ -73,6 +77,7 @@ def settings_from_entry(entry: ConfigEntry) -> RuntimeSettings:
         trigger=None if turn_taking is TurnTaking.AGENT else TurnTrigger(turn_taking.value),
         idle_timeout=float(entry.options.get(CONF_IDLE_TIMEOUT, DEFAULT_IDLE_TIMEOUT)),
         audio_output=bool(entry.options.get(CONF_AUDIO_OUTPUT, DEFAULT_AUDIO_OUTPUT)),
+        fallback_tts=entry.options.get(CONF_FALLBACK_TTS) or None,
     )
 
 

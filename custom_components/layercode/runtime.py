@@ -8,9 +8,11 @@ of them). Entities and actions talk to the runtime, never to a WebSocket.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 import logging
 from typing import Any
 
@@ -41,7 +43,51 @@ from .const import DOMAIN
 _LOGGER = logging.getLogger(__name__)
 
 REPLY_TIMEOUT = 30.0
-"""Bound on waiting for the agent's answer to typed text."""
+"""Bound on waiting for the agent's answer to typed or spoken input."""
+UNCLAIMED_AUDIO_TIMEOUT = 5.0
+"""How long an agent turn's audio waits for a TTS stream to claim it. The TTS stage starts
+right after the conversation stage, so anything longer means no TTS stage follows."""
+INPUT_HISTORY = 4
+
+
+class InputSource(StrEnum):
+    """Where a user turn came from; decides who may play the agent's answer."""
+
+    VOICE = "voice"
+    """Spoken through the STT entity: a TTS stage will play the answer."""
+    ASSIST = "assist"
+    """Typed into the conversation entity: a TTS stage may follow."""
+    ACTION = "action"
+    """layercode.send_text: nobody plays the answer."""
+
+
+@dataclass(slots=True)
+class UserInput:
+    """One user turn from Home Assistant and the agent turn that answers it.
+
+    The agent starts answering before the pipeline reaches its next stage, so the answer is
+    collected here as soon as it starts, for the conversation and TTS entities to pick up.
+    """
+
+    source: InputSource
+    text: str | None = None
+    closed: bool = False
+    """Set just before the turn's end goes on the wire; only then can an answer start."""
+    agent_turn: AgentTurn | None = None
+    answered: bool = False
+    abandoned: bool = False
+    """The run that sent it was aborted: its answer is played by nobody."""
+    audio_claimed: bool = False
+    attached: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def wait_agent_turn(self, timeout: float) -> AgentTurn | None:
+        """The agent turn answering this input; None if none started within the bound."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self.attached.wait()
+        except TimeoutError:
+            return None
+        return self.agent_turn
 
 
 class RuntimeEventType:
@@ -93,6 +139,10 @@ class Conversation:
     last_activity: datetime = field(default_factory=dt_util.utcnow)
     remove_listener: Callable[[], None] = lambda: None
     idle_timer: CALLBACK_TYPE | None = None
+    inputs: deque[UserInput] = field(default_factory=lambda: deque(maxlen=INPUT_HISTORY))
+    unprompted: AgentTurn | None = None
+    """The latest agent turn no input asked for (a welcome, agent-initiated speech)."""
+    chat_session_bound: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +154,7 @@ class RuntimeSettings:
     trigger: TurnTrigger | None
     idle_timeout: float
     audio_output: bool
+    fallback_tts: str | None = None
 
 
 class LayercodeRuntime:
@@ -225,6 +276,7 @@ class LayercodeRuntime:
             trigger=self.settings.trigger,
             audio_output=self.audio_output,
             muted=self.muted,
+            unconsumed_audio_timeout=UNCLAIMED_AUDIO_TIMEOUT,
         )
         conversation = Conversation(conversation_id, session, device_id)
         conversation.remove_listener = session.add_listener(
@@ -354,8 +406,9 @@ class LayercodeRuntime:
                 turn = conversation.session.agent_turn
                 if turn is not None and turn.ended:
                     self._agent_turn_ended(conversation, turn)
-            case AgentTurnStarted():
+            case AgentTurnStarted(turn=turn):
                 self._touch(conversation)
+                self._attach_agent_turn(conversation, turn)
             case SessionFailed(error=error):
                 self._set_unavailable(str(error))
                 self._fire(
@@ -368,10 +421,22 @@ class LayercodeRuntime:
                 )
                 self._notify_state()
 
+    @staticmethod
+    def _attach_agent_turn(conversation: Conversation, turn: AgentTurn) -> None:
+        """Join a new agent turn to the input it answers, or keep it as unprompted."""
+        if conversation.inputs:
+            latest = conversation.inputs[-1]
+            if latest.closed and latest.agent_turn is None:
+                latest.agent_turn = turn
+                latest.attached.set()
+                return
+        conversation.unprompted = turn
+
     def _agent_turn_ended(self, conversation: Conversation, turn: AgentTurn) -> None:
-        """Nobody plays typed turns: release their audio so the conversation moves on."""
+        """Answers to actions are never played: release their audio at once."""
         self._touch(conversation)
-        if not turn.consumed:
+        source = next((i.source for i in conversation.inputs if i.agent_turn is turn), None)
+        if source is InputSource.ACTION and not turn.consumed:
             turn.drop_unconsumed()
         if turn.text:
             self._fire(
@@ -383,32 +448,94 @@ class LayercodeRuntime:
                 )
             )
 
+    # -- the turn store: STT -> conversation -> TTS of one turn -------------------------
+
+    @callback
+    def async_begin_input(self, conversation: Conversation, source: InputSource) -> UserInput:
+        """Register a user turn before it is sent, so that its answer cannot be missed."""
+        user_input = UserInput(source)
+        conversation.inputs.append(user_input)
+        self._touch(conversation)
+        return user_input
+
+    @callback
+    def async_pending_voice_input(self, conversation: Conversation, text: str) -> UserInput | None:
+        """The spoken input whose transcript is `text` and that is not answered yet."""
+        for user_input in reversed(conversation.inputs):
+            if (
+                user_input.source is InputSource.VOICE
+                and not user_input.answered
+                and _same_text(user_input.text, text)
+            ):
+                return user_input
+        return None
+
+    @callback
+    def async_claim_agent_audio(
+        self, conversation_id: str | None, message: str | None
+    ) -> AgentTurn | None:
+        """The agent turn whose audio a TTS stream for `message` should play, claimed once.
+
+        `message` None means a streamed message, which is always the latest answer's.
+        """
+        conversation = self.conversations.get(conversation_id or "")
+        if conversation is None:
+            return None
+        for user_input in reversed(conversation.inputs):
+            turn = user_input.agent_turn
+            if (
+                turn is None
+                or user_input.abandoned
+                or user_input.audio_claimed
+                or turn.consumed
+                or turn.played
+            ):
+                continue
+            if message is None or _same_text(turn.text, message):
+                user_input.audio_claimed = True
+                return turn
+        turn = conversation.unprompted
+        if (
+            turn is not None
+            and not turn.consumed
+            and not turn.played
+            and (message is None or _same_text(turn.text, message))
+        ):
+            conversation.unprompted = None
+            return turn
+        return None
+
     # -- actions ---------------------------------------------------------------------
 
     async def async_send_text(self, text: str, conversation_id: str | None = None) -> AgentReply:
         """Send typed text and wait (bounded) for the agent's whole answer."""
         conversation = await self.async_get_conversation(conversation_id)
-        session = conversation.session
-        waiter = session.expect(lambda event: isinstance(event, AgentTurnStarted))
+        user_input = self.async_begin_input(conversation, InputSource.ACTION)
+        user_input.text = text
+        turn = await self.async_send_and_wait(conversation, user_input)
+        return AgentReply(turn.text, conversation.conversation_id, turn.data)
+
+    async def async_send_and_wait(
+        self, conversation: Conversation, user_input: UserInput
+    ) -> AgentTurn:
+        """Send a typed input and wait (bounded) for the whole answer."""
+        user_input.closed = True
         try:
-            await session.send_text(text)
-            started = await waiter.wait(REPLY_TIMEOUT)
+            await conversation.session.send_text(user_input.text or "")
         except LayercodeError as err:
             raise HomeAssistantError(
                 translation_domain=DOMAIN,
                 translation_key="no_reply",
                 translation_placeholders={"error": str(err)},
             ) from err
-        finally:
-            waiter.cancel()
-        assert isinstance(started, AgentTurnStarted)
-        if not await started.turn.wait_ended(REPLY_TIMEOUT):
+        turn = await user_input.wait_agent_turn(REPLY_TIMEOUT)
+        if turn is None or not await turn.wait_ended(REPLY_TIMEOUT):
             raise HomeAssistantError(
                 translation_domain=DOMAIN,
                 translation_key="no_reply",
                 translation_placeholders={"error": "timeout"},
             )
-        return AgentReply(started.turn.text, conversation.conversation_id, started.turn.data)
+        return turn
 
     async def async_send_data(
         self, data: dict[str, Any], conversation_id: str | None = None
@@ -443,6 +570,15 @@ class LayercodeRuntime:
         for conversation in self.conversations.values():
             conversation.session.set_audio_output(enabled)
         self._notify_state()
+
+
+def _same_text(a: str | None, b: str | None) -> bool:
+    """Equal up to whitespace and case: what TTS was asked to say vs what the agent said."""
+    return (
+        a is not None
+        and b is not None
+        and " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
+    )
 
 
 def _add[T](listeners: list[T], listener: T) -> CALLBACK_TYPE:

@@ -93,10 +93,9 @@ const scenarios = {
       client._websocketUrl = connection.websocket_url; // the SDK has no option for it
     }
     await client.connect();
-    const rec = client.wavRecorder;
-    const orig = rec._chunkProcessor;
-    rec._chunkProcessor = (d) => { record('chunk', {bytes: d.mono.byteLength, ctx: rec.audioContext?.state, ptt: client.pushToTalkActive, muted: client.isMuted}); return orig(d); };
     await waitFor('onConnect', (e) => e.kind === 'connect', config.timeouts.connect, since);
+    // The VAD loads (from the routed assets.layercode.com) on the first connect() only.
+    record('vad', { loaded: client.vad !== null });
     // client.ready goes out in the same onopen handler; give it a moment on the wire.
     await sleep(step.settle_ms ?? 200);
   },
@@ -107,6 +106,19 @@ const scenarios = {
     const t = config.timeouts;
     await waitFor('vad_start', isMessage('vad_events', (m) => m.event === 'vad_start'), t.vad, since);
     await waitFor('vad_end', isMessage('vad_events', (m) => m.event === 'vad_end'), t.vad, since);
+    await agentTurnPlayed(since, t);
+  },
+
+  // Automatic turn-taking, muted while the user speaks: the SDK closes the turn itself with a
+  // synthetic vad_end and sends nothing more. It stays muted (unmuting rebuilds the VAD).
+  async mute_speech(step, config) {
+    const since = log.length;
+    const t = config.timeouts;
+    await waitFor('vad_start', isMessage('vad_events', (m) => m.event === 'vad_start'), t.vad, since);
+    await sleep(step.speak_ms);
+    const muted = log.length;
+    client.mute();
+    await waitFor('vad_end', isMessage('vad_events', (m) => m.event === 'vad_end'), 1000, muted);
     await agentTurnPlayed(since, t);
   },
 
@@ -169,6 +181,21 @@ const scenarios = {
       since,
     );
     await sleep(step.settle_ms ?? 200);
+  },
+
+  // The server drops the connection: the SDK reports it, and does not reconnect by itself.
+  async drop(step, config, connection) {
+    const since = log.length;
+    const response = await fetch(`/drop/${connection.name}`, { method: 'POST' });
+    if (!response.ok) throw new Error(`drop: HTTP ${response.status}`);
+    await waitFor(
+      'status disconnected',
+      (e) => e.kind === 'status' && e.status === 'disconnected',
+      config.timeouts.connect,
+      since,
+    );
+    await sleep(step.watch_ms);
+    record('after_drop', { status: client.status });
   },
 };
 

@@ -10,6 +10,8 @@ from typing import Any
 from unittest.mock import AsyncMock, patch
 
 from aiohttp import web
+from homeassistant.core import HomeAssistant
+from homeassistant.setup import async_setup_component
 import pytest
 
 from local_agent_server import LocalAgentServer
@@ -23,6 +25,12 @@ API_KEY = "sk_test_key"
 @pytest.fixture(autouse=True)
 def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
     """Let Home Assistant load custom_components/layercode in every test."""
+
+
+@pytest.fixture(autouse=True)
+async def setup_core(hass: HomeAssistant) -> None:
+    """Home Assistant's core integration, always there in a real instance (exposed entities)."""
+    assert await async_setup_component(hass, "homeassistant", {})
 
 
 @pytest.fixture

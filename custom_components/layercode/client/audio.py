@@ -113,3 +113,77 @@ def rms_level(pcm: bytes) -> float:
 def duration_seconds(pcm: bytes, rate: int) -> float:
     """Length of 16-bit mono PCM at `rate`."""
     return len(pcm) / (SAMPLE_WIDTH * rate)
+
+
+def streaming_wav_header(rate: int, channels: int = 1, sample_width: int = SAMPLE_WIDTH) -> bytes:
+    """A PCM WAV header for a stream of unknown length (sizes 0xFFFFFFFF).
+
+    Home Assistant 2026.11 and ffmpeg both read this as "until the end of the stream".
+    """
+    unknown = 0xFFFFFFFF
+    return b"".join(
+        (
+            b"RIFF",
+            unknown.to_bytes(4, "little"),
+            b"WAVEfmt ",
+            (16).to_bytes(4, "little"),
+            (1).to_bytes(2, "little"),  # PCM
+            channels.to_bytes(2, "little"),
+            rate.to_bytes(4, "little"),
+            (rate * channels * sample_width).to_bytes(4, "little"),
+            (channels * sample_width).to_bytes(2, "little"),
+            (sample_width * 8).to_bytes(2, "little"),
+            b"data",
+            unknown.to_bytes(4, "little"),
+        )
+    )
+
+
+class PcmConverter:
+    """Streaming conversion of 16-bit mono PCM to another rate, channel count and width.
+
+    Rates are changed by linear interpolation, carrying the position across chunks. That is
+    enough for speech at 16 kHz going up to a player's rate; going down, use Decimator.
+    """
+
+    def __init__(
+        self, in_rate: int, out_rate: int, channels: int = 1, sample_width: int = SAMPLE_WIDTH
+    ) -> None:
+        if sample_width not in (1, 2, 4):
+            raise ValueError(f"Unsupported sample width {sample_width}")
+        self._step = in_rate / out_rate
+        self._channels = channels
+        self._sample_width = sample_width
+        self._position = 0.0
+        """Where the next output sample lies, in input samples from `_previous`."""
+        self._previous: float | None = None
+        self._odd_byte = b""
+
+    def process(self, pcm: bytes) -> bytes:
+        """Convert one chunk; returns the output samples it completes."""
+        pcm = self._odd_byte + pcm
+        usable = len(pcm) - len(pcm) % SAMPLE_WIDTH
+        self._odd_byte = pcm[usable:]
+        samples = np.frombuffer(pcm[:usable], dtype="<i2").astype(np.float64)
+        if self._previous is not None:
+            samples = np.concatenate(([self._previous], samples))
+        if len(samples) < 2:
+            if len(samples):
+                self._previous = float(samples[-1])
+            return b""
+        positions = np.arange(self._position, len(samples) - 1, self._step)
+        out = np.interp(positions, np.arange(len(samples)), samples)
+        self._position = (positions[-1] + self._step if len(positions) else self._position) - (
+            len(samples) - 1
+        )
+        self._previous = float(samples[-1])
+        return self._encode(out)
+
+    def _encode(self, samples: npt.NDArray[np.float64]) -> bytes:
+        if self._channels > 1:
+            samples = np.repeat(samples, self._channels)
+        if self._sample_width == 1:
+            return (np.clip(np.rint(samples / 256), -128, 127) + 128).astype(np.uint8).tobytes()
+        if self._sample_width == 4:
+            return (np.rint(samples) * 65536).astype("<i4").tobytes()
+        return to_pcm(samples)

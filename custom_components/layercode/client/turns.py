@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 import logging
 from typing import Any
 
@@ -43,6 +43,7 @@ class AgentTurn:
         self._consumed = False
         self._changed = asyncio.Event()
         self._ended = asyncio.Event()
+        self._text_changed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def __repr__(self) -> str:
         state = "interrupted" if self.interrupted else "ended" if self.ended else "open"
@@ -65,6 +66,7 @@ class AgentTurn:
             self.text += " "
         self.text += content
         self._changed.set()
+        self._signal_text()
 
     def add_data(self, content: Any) -> None:
         """Record a `response.data` payload."""
@@ -92,6 +94,13 @@ class AgentTurn:
         self.ended = True
         self._changed.set()
         self._ended.set()
+        self._signal_text()
+
+    def _signal_text(self) -> None:
+        """Wake every text reader; the next wait gets a fresh future."""
+        if not self._text_changed.done():
+            self._text_changed.set_result(None)
+        self._text_changed = asyncio.get_running_loop().create_future()
 
     def interrupt(self) -> None:
         """The user barged in: drop what is buffered and anything that comes late."""
@@ -115,7 +124,19 @@ class AgentTurn:
             return False
         return True
 
-    async def audio_stream(self) -> AsyncIterator[bytes]:
+    async def text_deltas(self) -> AsyncGenerator[str]:
+        """Yield the text as it grows, until the turn ends. Any number of readers."""
+        sent = 0
+        while True:
+            waiter = self._text_changed
+            if len(self.text) > sent:
+                yield self.text[sent:]
+                sent = len(self.text)
+            if self.ended:
+                return
+            await waiter
+
+    async def audio_stream(self) -> AsyncGenerator[bytes]:
         """Yield the turn's audio as it arrives, until the turn ends. Only one reader."""
         if self._consumed:
             raise RuntimeError(f"Audio of agent turn {self.turn_id} is already being read")

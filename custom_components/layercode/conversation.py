@@ -1,0 +1,126 @@
+"""The conversation agent: returns the agent's own answer to what the user said or typed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+import logging
+from typing import Literal
+
+from homeassistant.components import conversation
+from homeassistant.components.conversation import AssistantContentDeltaDict
+from homeassistant.const import MATCH_ALL
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers import intent
+from homeassistant.helpers.entity import EntityDescription
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from . import LayercodeConfigEntry
+from .client import AgentTurn
+from .entity import LayercodeEntity
+from .runtime import REPLY_TIMEOUT, InputSource
+from .voice import bind_to_chat_session
+
+_LOGGER = logging.getLogger(__name__)
+
+PARALLEL_UPDATES = 0
+CONTINUE_KEY = "continue_conversation"
+"""A `response.data` object with this key (true/false) says whether the agent expects an
+answer; without one, a reply that ends in a question mark does."""
+
+CONVERSATION_DESCRIPTION = EntityDescription(key="conversation")
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: LayercodeConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Add the conversation agent."""
+    async_add_entities([LayercodeConversationEntity(entry, CONVERSATION_DESCRIPTION)])
+
+
+def expects_answer(turn: AgentTurn) -> bool:
+    """Whether the agent asked something: its own flag first, else a trailing question mark."""
+    for data in reversed(turn.data):
+        if isinstance(data, dict) and isinstance(data.get(CONTINUE_KEY), bool):
+            return bool(data[CONTINUE_KEY])
+    return turn.text.rstrip().endswith("?")
+
+
+class LayercodeConversationEntity(LayercodeEntity, conversation.ConversationEntity):
+    """Answers with the Layercode agent's own reply for the turn.
+
+    A spoken turn was already sent by the STT entity: its answer is waiting. Typed input goes
+    to the agent as text. The reply is streamed into the chat log as it arrives, so that
+    Home Assistant (2025.8+) can start the TTS stream while the agent is still talking.
+    """
+
+    _attr_name = None
+    _attr_supports_streaming = True
+
+    @property
+    def supported_languages(self) -> list[str] | Literal["*"]:
+        """Any language: the agent decides."""
+        return MATCH_ALL
+
+    async def _async_handle_message(
+        self, user_input: conversation.ConversationInput, chat_log: conversation.ChatLog
+    ) -> conversation.ConversationResult:
+        """Wait (bounded) for the agent's answer to this turn and record it."""
+        runtime = self.runtime
+        conv = await runtime.async_get_conversation(
+            chat_log.conversation_id, device_id=user_input.device_id
+        )
+        bind_to_chat_session(self.hass, runtime, conv)
+        pending = runtime.async_pending_voice_input(conv, user_input.text)
+        if pending is None:
+            pending = runtime.async_begin_input(conv, InputSource.ASSIST)
+            pending.text = user_input.text
+            pending.closed = True
+            await conv.session.send_text(user_input.text)
+        pending.answered = True
+        turn = await pending.wait_agent_turn(REPLY_TIMEOUT)
+        if turn is None:
+            raise HomeAssistantError(
+                translation_domain="layercode",
+                translation_key="no_reply",
+                translation_placeholders={"error": "timeout"},
+            )
+        async for _content in chat_log.async_add_delta_content_stream(
+            user_input.agent_id, _deltas(turn)
+        ):
+            pass
+        if not turn.ended:
+            _LOGGER.warning("The agent's answer did not end within %s s", REPLY_TIMEOUT)
+        intent_response = intent.IntentResponse(language=user_input.language)
+        intent_response.async_set_speech(turn.text)
+        return conversation.ConversationResult(
+            response=intent_response,
+            conversation_id=chat_log.conversation_id,
+            continue_conversation=expects_answer(turn),
+        )
+
+
+async def _deltas(turn: AgentTurn) -> AsyncGenerator[AssistantContentDeltaDict]:
+    """The agent's text as chat-log deltas, as it arrives (bounded)."""
+    yield {"role": "assistant"}
+    stream = turn.text_deltas()
+    try:
+        while True:
+            piece = await _next(stream, REPLY_TIMEOUT)
+            if piece is None:
+                return
+            yield {"content": piece}
+    finally:
+        await stream.aclose()
+
+
+async def _next(stream: AsyncGenerator[str], timeout: float) -> str | None:
+    """The next text piece; None at the end or when the bound runs out."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await anext(stream)
+    except (StopAsyncIteration, TimeoutError):
+        return None
