@@ -20,7 +20,7 @@ from . import LayercodeConfigEntry
 from .client import AgentTurn
 from .entity import LayercodeEntity
 from .runtime import REPLY_TIMEOUT, InputSource
-from .voice import bind_to_chat_session
+from .voice import async_check_local_intents, bind_to_chat_session
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -60,6 +60,12 @@ class LayercodeConversationEntity(LayercodeEntity, conversation.ConversationEnti
     _attr_name = None
     _attr_supports_streaming = True
 
+    async def async_added_to_hass(self) -> None:
+        """Check the pipelines that use this agent."""
+        await super().async_added_to_hass()
+        self.runtime.agent_entity_id = self.entity_id
+        async_check_local_intents(self.hass, self.entity_id)
+
     @property
     def supported_languages(self) -> list[str] | Literal["*"]:
         """Any language: the agent decides."""
@@ -69,6 +75,7 @@ class LayercodeConversationEntity(LayercodeEntity, conversation.ConversationEnti
         self, user_input: conversation.ConversationInput, chat_log: conversation.ChatLog
     ) -> conversation.ConversationResult:
         """Wait (bounded) for the agent's answer to this turn and record it."""
+        async_check_local_intents(self.hass, self.entity_id)
         runtime = self.runtime
         conv = await runtime.async_get_conversation(
             chat_log.conversation_id, device_id=user_input.device_id

@@ -11,7 +11,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 import logging
 from typing import Any
@@ -48,6 +48,10 @@ UNCLAIMED_AUDIO_TIMEOUT = 5.0
 """How long an agent turn's audio waits for a TTS stream to claim it. The TTS stage starts
 right after the conversation stage, so anything longer means no TTS stage follows."""
 INPUT_HISTORY = 4
+WELCOME_TIMEOUT = 4.0
+"""Bound on waiting for the agent's welcome on a new session."""
+SPARE_LIFETIME = timedelta(seconds=60)
+"""How long a session opened for a welcome waits for its conversation."""
 
 
 class InputSource(StrEnum):
@@ -171,7 +175,10 @@ class LayercodeRuntime:
         self.audio_output = settings.audio_output
         self.available = True
         self.last_error: str | None = None
+        self.agent_entity_id: str | None = None
+        """The conversation entity, once added (pipelines refer to it)."""
         self._layercode_ids: dict[str, str] = {}
+        self._spare_id: str | None = None
         self._opening: dict[str, asyncio.Future[Conversation]] = {}
         self._state_listeners: list[CALLBACK_TYPE] = []
         self._event_listeners: list[Callable[[RuntimeEvent], None]] = []
@@ -254,6 +261,10 @@ class LayercodeRuntime:
             return conversation
         if (pending := self._opening.get(conversation_id)) is not None:
             return await asyncio.shield(pending)
+        if (spare := self._adopt_spare(conversation_id)) is not None:
+            if device_id:
+                spare.device_id = device_id
+            return spare
         future: asyncio.Future[Conversation] = self.hass.loop.create_future()
         self._opening[conversation_id] = future
         try:
@@ -266,6 +277,38 @@ class LayercodeRuntime:
             self._opening.pop(conversation_id, None)
         future.set_result(conversation)
         return conversation
+
+    def _adopt_spare(self, conversation_id: str) -> Conversation | None:
+        """Give a fresh spare session (opened for a welcome) to a new conversation."""
+        spare_id, self._spare_id = self._spare_id, None
+        spare = self.conversations.get(spare_id or "")
+        if spare is None or dt_util.utcnow() - spare.last_activity > SPARE_LIFETIME:
+            return None
+        del self.conversations[spare.conversation_id]
+        spare.conversation_id = conversation_id
+        self.conversations[conversation_id] = spare
+        if spare.session.conversation_id:
+            self._layercode_ids[conversation_id] = spare.session.conversation_id
+        self._touch(spare)
+        return spare
+
+    async def async_welcome(self) -> AgentTurn | None:
+        """Open a session for the conversation about to start; its agent speaks first.
+
+        For `assist_satellite.start_conversation` without a message: Home Assistant asks for
+        the start audio before it creates the conversation, so the session waits as a spare
+        that the conversation's first turn adopts.
+        """
+        conversation = await self.async_get_conversation()
+        self._spare_id = conversation.conversation_id
+        if conversation.unprompted is None:
+            waiter = conversation.session.expect(lambda e: isinstance(e, AgentTurnStarted))
+            try:
+                await waiter.wait(WELCOME_TIMEOUT)
+            except LayercodeError:
+                return None
+        turn, conversation.unprompted = conversation.unprompted, None
+        return turn
 
     async def _open(self, conversation_id: str, device_id: str | None) -> Conversation:
         session = LayercodeSession(

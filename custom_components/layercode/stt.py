@@ -18,7 +18,12 @@ from .client import LayercodeError
 from .client.messages import UserTranscript
 from .entity import LayercodeEntity
 from .runtime import InputSource
-from .voice import SUPPORTED_LANGUAGES, bind_to_chat_session, current_conversation_id
+from .voice import (
+    SUPPORTED_LANGUAGES,
+    async_check_local_intents,
+    bind_to_chat_session,
+    current_conversation_id,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -77,6 +82,7 @@ class LayercodeSpeechToText(LayercodeEntity, stt.SpeechToTextEntity):
         self, metadata: stt.SpeechMetadata, stream: AsyncIterable[bytes]
     ) -> stt.SpeechResult:
         """Send the user's speech as one user turn and return the agent's transcript."""
+        async_check_local_intents(self.hass, self.runtime.agent_entity_id)
         try:
             conversation = await self.runtime.async_get_conversation(current_conversation_id())
         except HomeAssistantError as err:

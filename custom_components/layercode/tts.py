@@ -75,8 +75,18 @@ class LayercodeTextToSpeech(LayercodeEntity, tts.TextToSpeechEntity):
         turn = self.runtime.async_claim_agent_audio(current_conversation_id(), first)
         if turn is not None:
             return TTSAudioResponse("wav", self._agent_wav(turn, request.options))
-        rest = "".join([chunk async for chunk in request.message_gen])
-        return await self._fallback(first + rest, request.language)
+        message = first + "".join([chunk async for chunk in request.message_gen])
+        if not message.strip() and (turn := await self._welcome()) is not None:
+            return TTSAudioResponse("wav", self._agent_wav(turn, request.options))
+        return await self._fallback(message, request.language)
+
+    async def _welcome(self) -> AgentTurn | None:
+        """Nothing to say: a conversation is starting, and the agent speaks first."""
+        try:
+            return await self.runtime.async_welcome()
+        except HomeAssistantError as err:
+            _LOGGER.warning("Cannot start a conversation with the agent: %s", err)
+            return None
 
     async def async_get_tts_audio(
         self, message: str, language: str, options: dict[str, Any]

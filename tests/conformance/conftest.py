@@ -11,8 +11,8 @@ import socket
 import pytest
 import pytest_socket
 
-from .browser import BrowserRun, run_in_thread
-from .harness import missing_requirements
+from .browser import RUN_TIMEOUT, BrowserRun, run_browser_sdk
+from .harness import missing_requirements, run_in_thread
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +25,8 @@ def browser_run(tmp_path_factory: pytest.TempPathFactory) -> BrowserRun:
     saved = socket.socket
     pytest_socket.enable_socket()
     try:
-        return run_in_thread(tmp_path_factory.mktemp("browser"))
+        workdir = tmp_path_factory.mktemp("browser")
+        return run_in_thread(lambda: run_browser_sdk(workdir), RUN_TIMEOUT + 60)
     finally:
         socket.socket = saved  # type: ignore[misc]
 

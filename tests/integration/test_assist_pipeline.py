@@ -6,11 +6,6 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
-import numpy as np
-import pytest
-from pytest_homeassistant_custom_component.common import MockConfigEntry
-from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
-
 from homeassistant.components import assist_pipeline, stt
 from homeassistant.components.assist_pipeline import (
     AudioSettings,
@@ -19,6 +14,11 @@ from homeassistant.components.assist_pipeline import (
 )
 from homeassistant.components.assist_pipeline.pipeline import KEY_ASSIST_PIPELINE
 from homeassistant.core import Context, HomeAssistant
+import numpy as np
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
+
 from local_agent_server import LocalAgentServer
 
 from .test_setup_entities import make_entry, setup, unload
@@ -187,12 +187,14 @@ async def test_tts_formats(
     events = await run_voice_turn(hass, pipeline_id, speech(0.5), tts_audio_output=tts_audio_output)
     data = await fetch(hass_client, events[PipelineEventType.TTS_END]["tts_output"]["url"])
     (turn,) = agent_turns(agent_server)
+    tolerance = 0.06
     if rate is None:
         assert data[:3] == b"ID3" or data[:2] in (b"\xff\xfb", b"\xff\xf3")
         data = await decode_mp3(data)
+        tolerance = 0.15  # mp3 encoder delay and frame padding
     out_rate, pcm = wav_pcm(data)
     seconds = len(pcm) / 2 / out_rate
-    assert seconds == pytest.approx(turn.audio_bytes / 2 / 16000, abs=0.06)
+    assert seconds == pytest.approx(turn.audio_bytes / 2 / 16000, abs=tolerance)
     assert dominant_frequency(pcm, out_rate) == pytest.approx(440, abs=3)
 
 
