@@ -26,6 +26,7 @@ from .client import (
 )
 from .const import (
     CONF_AGENT_ID,
+    CONF_AGENT_TURN_DETECTION,
     CONF_API_KEY,
     CONF_AUDIO_OUTPUT,
     CONF_AUTHORIZE_URL,
@@ -78,6 +79,7 @@ def settings_from_entry(entry: ConfigEntry) -> RuntimeSettings:
         idle_timeout=float(entry.options.get(CONF_IDLE_TIMEOUT, DEFAULT_IDLE_TIMEOUT)),
         audio_output=bool(entry.options.get(CONF_AUDIO_OUTPUT, DEFAULT_AUDIO_OUTPUT)),
         fallback_tts=entry.options.get(CONF_FALLBACK_TTS) or None,
+        agent_turn_detection=bool(entry.options.get(CONF_AGENT_TURN_DETECTION, False)),
     )
 
 

@@ -15,12 +15,7 @@ Either way the branch for the other versions is unreachable and not checked agai
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from homeassistant.const import MAJOR_VERSION, MINOR_VERSION
-from homeassistant.core import Context, HomeAssistant
-from homeassistant.helpers import chat_session
 
 _HA = MAJOR_VERSION * 100 + MINOR_VERSION
 
@@ -32,21 +27,3 @@ HA_2025_11 = _HA >= 202511
 HA_2026_5 = _HA >= 202605
 # Chat sessions have an owner (context=), exclusive chat log turns, DeviceInfo dataclass.
 HA_2026_11 = _HA >= 202611
-
-
-@contextmanager
-def get_chat_session(
-    hass: HomeAssistant, conversation_id: str | None, context: Context | None
-) -> Iterator[chat_session.ChatSession]:
-    """Open (or join) the chat session for a conversation id, on every supported version.
-
-    From 2026.11 the first context's user owns the session and another user's context raises
-    ``Unauthorized``; pass ``context=None`` when acting for no user (a satellite, the bridge).
-    Before 2026.11 there is no ``context`` parameter and the context is not used.
-    """
-    if HA_2026_11:
-        with chat_session.async_get_chat_session(hass, conversation_id, context=context) as session:
-            yield session
-    else:
-        with chat_session.async_get_chat_session(hass, conversation_id) as session:
-            yield session

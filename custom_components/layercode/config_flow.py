@@ -47,6 +47,7 @@ from .client import (
 )
 from .const import (
     CONF_AGENT_ID,
+    CONF_AGENT_TURN_DETECTION,
     CONF_API_KEY,
     CONF_AUDIO_OUTPUT,
     CONF_AUTHORIZE_URL,
@@ -109,6 +110,7 @@ OPTIONS_SCHEMA = vol.Schema(
         ),
         vol.Optional(CONF_AUDIO_OUTPUT, default=DEFAULT_AUDIO_OUTPUT): BooleanSelector(),
         vol.Optional(CONF_FALLBACK_TTS): EntitySelector(EntitySelectorConfig(domain="tts")),
+        vol.Optional(CONF_AGENT_TURN_DETECTION, default=False): BooleanSelector(),
     }
 )
 
@@ -347,6 +349,7 @@ class LayercodeOptionsFlow(OptionsFlow):
                     CONF_TURN_TAKING: TurnTaking(user_input[CONF_TURN_TAKING]).value,
                     CONF_IDLE_TIMEOUT: int(user_input[CONF_IDLE_TIMEOUT]),
                     CONF_AUDIO_OUTPUT: bool(user_input[CONF_AUDIO_OUTPUT]),
+                    CONF_AGENT_TURN_DETECTION: bool(user_input[CONF_AGENT_TURN_DETECTION]),
                 }
                 if fallback_tts := user_input.get(CONF_FALLBACK_TTS):
                     options[CONF_FALLBACK_TTS] = fallback_tts

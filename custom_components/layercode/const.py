@@ -17,6 +17,7 @@ CONF_TURN_TAKING: Final = "turn_taking"
 CONF_IDLE_TIMEOUT: Final = "idle_timeout"
 CONF_AUDIO_OUTPUT: Final = "audio_output"
 CONF_FALLBACK_TTS: Final = "fallback_tts"
+CONF_AGENT_TURN_DETECTION: Final = "agent_turn_detection"
 
 DEFAULT_IDLE_TIMEOUT: Final = 300
 """Seconds without activity after which an open agent session is closed."""

@@ -18,8 +18,9 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from . import LayercodeConfigEntry
 from .client import AgentTurn
+from .const import DOMAIN
 from .entity import LayercodeEntity
-from .runtime import REPLY_TIMEOUT, InputSource
+from .runtime import ACTION_INPUT, REPLY_TIMEOUT, InputSource
 from .voice import async_check_local_intents, bind_to_chat_session
 
 _LOGGER = logging.getLogger(__name__)
@@ -81,17 +82,19 @@ class LayercodeConversationEntity(LayercodeEntity, conversation.ConversationEnti
             chat_log.conversation_id, device_id=user_input.device_id
         )
         bind_to_chat_session(self.hass, runtime, conv)
+        turn: AgentTurn | None
         pending = runtime.async_pending_voice_input(conv, user_input.text)
         if pending is None:
-            pending = runtime.async_begin_input(conv, InputSource.ASSIST)
+            source = InputSource.ACTION if ACTION_INPUT.get() else InputSource.ASSIST
+            pending = runtime.async_begin_input(conv, source)
             pending.text = user_input.text
-            pending.closed = True
-            await conv.session.send_text(user_input.text)
+            turn = await runtime.async_send_and_wait(conv, pending)
+        else:
+            turn = await pending.wait_agent_turn(REPLY_TIMEOUT)
         pending.answered = True
-        turn = await pending.wait_agent_turn(REPLY_TIMEOUT)
         if turn is None:
             raise HomeAssistantError(
-                translation_domain="layercode",
+                translation_domain=DOMAIN,
                 translation_key="no_reply",
                 translation_placeholders={"error": "timeout"},
             )

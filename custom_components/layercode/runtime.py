@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -17,8 +18,10 @@ import logging
 from typing import Any
 
 import aiohttp
-from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
-from homeassistant.exceptions import HomeAssistantError
+from homeassistant.components.conversation import async_converse
+from homeassistant.core import CALLBACK_TYPE, Context, HomeAssistant, callback
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.helpers import intent
 from homeassistant.helpers.event import async_call_later
 from homeassistant.util import dt as dt_util, ulid as ulid_util
 
@@ -52,6 +55,10 @@ WELCOME_TIMEOUT = 4.0
 """Bound on waiting for the agent's welcome on a new session."""
 SPARE_LIFETIME = timedelta(seconds=60)
 """How long a session opened for a welcome waits for its conversation."""
+
+
+ACTION_INPUT: ContextVar[bool] = ContextVar("layercode_action_input", default=False)
+"""Set while layercode.send_text runs the conversation agent: nobody will play the answer."""
 
 
 class InputSource(StrEnum):
@@ -159,6 +166,7 @@ class RuntimeSettings:
     idle_timeout: float
     audio_output: bool
     fallback_tts: str | None = None
+    agent_turn_detection: bool = False
 
 
 class LayercodeRuntime:
@@ -320,6 +328,7 @@ class LayercodeRuntime:
             audio_output=self.audio_output,
             muted=self.muted,
             unconsumed_audio_timeout=UNCLAIMED_AUDIO_TIMEOUT,
+            server_turn_detection=self.settings.agent_turn_detection,
         )
         conversation = Conversation(conversation_id, session, device_id)
         conversation.remove_listener = session.add_listener(
@@ -427,6 +436,9 @@ class LayercodeRuntime:
                 )
             case UserTranscript(content=content, turn_id=turn_id):
                 self._touch(conversation)
+                if conversation.inputs:
+                    # The agent heard the turn end (its own turn detection may decide it).
+                    conversation.inputs[-1].closed = True
                 self._fire(
                     RuntimeEvent(
                         RuntimeEventType.USER_TRANSCRIPT,
@@ -550,13 +562,52 @@ class LayercodeRuntime:
 
     # -- actions ---------------------------------------------------------------------
 
-    async def async_send_text(self, text: str, conversation_id: str | None = None) -> AgentReply:
-        """Send typed text and wait (bounded) for the agent's whole answer."""
-        conversation = await self.async_get_conversation(conversation_id)
-        user_input = self.async_begin_input(conversation, InputSource.ACTION)
-        user_input.text = text
-        turn = await self.async_send_and_wait(conversation, user_input)
-        return AgentReply(turn.text, conversation.conversation_id, turn.data)
+    async def async_send_text(
+        self, text: str, conversation_id: str | None, context: Context
+    ) -> AgentReply:
+        """Typed text through Home Assistant's conversation layer, as the caller.
+
+        Going through `conversation.async_converse` records the exchange in the chat log and
+        applies Home Assistant's own rules (on 2026.11 a conversation is busy while a turn
+        runs, and belongs to the user who opened it).
+        """
+        if (known := self.conversations.get(conversation_id or "")) is not None and any(
+            i.source is InputSource.VOICE and not i.answered and not i.abandoned
+            for i in known.inputs
+        ):
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key="conversation_busy",
+                translation_placeholders={"conversation_id": conversation_id or ""},
+            )
+        token = ACTION_INPUT.set(True)
+        try:
+            result = await async_converse(
+                self.hass,
+                text=text,
+                conversation_id=conversation_id,
+                context=context,
+                language=self.hass.config.language,
+                agent_id=self.agent_entity_id,
+            )
+        finally:
+            ACTION_INPUT.reset(token)
+        response = result.response
+        speech = response.speech.get("plain", {}).get("speech", "")
+        if response.response_type is intent.IntentResponseType.ERROR:
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="conversation_failed",
+                translation_placeholders={"error": speech},
+            )
+        cid = result.conversation_id or ""
+        data: list[Any] = []
+        if (answered := self.conversations.get(cid)) is not None:
+            for user_input in reversed(answered.inputs):
+                if user_input.source is InputSource.ACTION and user_input.agent_turn:
+                    data = user_input.agent_turn.data
+                    break
+        return AgentReply(speech, cid, data)
 
     async def async_send_and_wait(
         self, conversation: Conversation, user_input: UserInput

@@ -64,7 +64,7 @@ async def _send_text(call: ServiceCall) -> ServiceResponse:
     text: str = call.data[ATTR_TEXT].strip()
     if not text:
         raise ServiceValidationError(translation_domain=DOMAIN, translation_key="empty_text")
-    reply = await runtime.async_send_text(text, call.data.get(ATTR_CONVERSATION_ID))
+    reply = await runtime.async_send_text(text, call.data.get(ATTR_CONVERSATION_ID), call.context)
     return {"text": reply.text, "conversation_id": reply.conversation_id, "data": reply.data}
 
 

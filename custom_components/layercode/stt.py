@@ -14,10 +14,11 @@ from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from . import LayercodeConfigEntry
-from .client import LayercodeError
+from .client import EventWaiter, LayercodeError, LayercodeSession, SessionEvent
 from .client.messages import UserTranscript
+from .compat import HA_2026_5
 from .entity import LayercodeEntity
-from .runtime import InputSource
+from .runtime import InputSource, UserInput
 from .voice import (
     SUPPORTED_LANGUAGES,
     async_check_local_intents,
@@ -30,6 +31,8 @@ _LOGGER = logging.getLogger(__name__)
 PARALLEL_UPDATES = 0
 TRANSCRIPT_TIMEOUT = 15.0
 """Bound on waiting for the agent's transcript after the end of speech."""
+MAX_UTTERANCE_SECONDS = 60.0
+"""Bound on one utterance when the agent, not Home Assistant, hears the end of speech."""
 
 STT_DESCRIPTION = EntityDescription(key="stt")
 
@@ -47,6 +50,17 @@ class LayercodeSpeechToText(LayercodeEntity, stt.SpeechToTextEntity):
     """Streams Home Assistant's 16 kHz microphone audio to the agent; its transcript is the text."""
 
     _attr_name = None
+
+    if HA_2026_5:
+
+        @property
+        def audio_processing(self) -> stt.SpeechAudioProcessing:
+            """With the option on, Home Assistant leaves the end of speech to the agent."""
+            return stt.SpeechAudioProcessing(
+                requires_external_vad=not self.runtime.settings.agent_turn_detection,
+                prefers_auto_gain_enabled=True,
+                prefers_noise_reduction_enabled=True,
+            )
 
     @property
     def supported_languages(self) -> list[str]:
@@ -94,11 +108,14 @@ class LayercodeSpeechToText(LayercodeEntity, stt.SpeechToTextEntity):
         transcript = session.expect(lambda event: isinstance(event, UserTranscript))
         try:
             await session.begin_user_speech()
-            async for chunk in stream:
-                await session.send_audio(chunk)
-            user_input.closed = True
-            await session.end_user_speech()
-            event = await transcript.wait(TRANSCRIPT_TIMEOUT)
+            if self.runtime.settings.agent_turn_detection:
+                event = await _stream_until_transcript(session, stream, transcript, user_input)
+            else:
+                async for chunk in stream:
+                    await session.send_audio(chunk)
+                user_input.closed = True
+                await session.end_user_speech()
+                event = await transcript.wait(TRANSCRIPT_TIMEOUT)
         except asyncio.CancelledError:
             # The run was aborted: close the turn so the next one starts clean, and let
             # nobody wait for (or play) its answer.
@@ -117,3 +134,36 @@ class LayercodeSpeechToText(LayercodeEntity, stt.SpeechToTextEntity):
             return stt.SpeechResult(None, stt.SpeechResultState.ERROR)
         user_input.text = text
         return stt.SpeechResult(text, stt.SpeechResultState.SUCCESS)
+
+
+async def _stream_until_transcript(
+    session: LayercodeSession,
+    stream: AsyncIterable[bytes],
+    transcript: EventWaiter,
+    user_input: UserInput,
+) -> SessionEvent:
+    """Stream until the agent's own turn detection has heard the end of the user's speech.
+
+    The audio keeps flowing (Home Assistant's end-of-speech detection is off); the agent's
+    transcript ends the turn. If the satellite stops first, the turn is closed as usual.
+    """
+
+    async def feed() -> None:
+        async for chunk in stream:
+            await session.send_audio(chunk)
+
+    feeder = asyncio.ensure_future(feed())
+    heard = asyncio.ensure_future(transcript.wait(MAX_UTTERANCE_SECONDS))
+    try:
+        await asyncio.wait({feeder, heard}, return_when=asyncio.FIRST_COMPLETED)
+        if not heard.done():
+            feeder.result()  # the stream ended, or failed
+            user_input.closed = True
+            await session.end_user_speech()
+        else:
+            user_input.closed = True
+        return await heard
+    finally:
+        for task in (feeder, heard):
+            task.cancel()
+        await asyncio.gather(feeder, heard, return_exceptions=True)

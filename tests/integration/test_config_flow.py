@@ -30,6 +30,7 @@ from custom_components.layercode.client import (
 )
 from custom_components.layercode.const import (
     CONF_AGENT_ID,
+    CONF_AGENT_TURN_DETECTION,
     CONF_API_KEY,
     CONF_AUDIO_OUTPUT,
     CONF_AUTHORIZE_URL,
@@ -677,11 +678,13 @@ async def test_options_flow_success(
         CONF_IDLE_TIMEOUT,
         CONF_AUDIO_OUTPUT,
         CONF_FALLBACK_TTS,
+        CONF_AGENT_TURN_DETECTION,
     ]
     assert defaults(result) == {
         CONF_TURN_TAKING: TurnTaking.AGENT,
         CONF_IDLE_TIMEOUT: DEFAULT_IDLE_TIMEOUT,
         CONF_AUDIO_OUTPUT: True,
+        CONF_AGENT_TURN_DETECTION: False,
     }
 
     result = await hass.config_entries.options.async_configure(
@@ -692,6 +695,7 @@ async def test_options_flow_success(
             CONF_IDLE_TIMEOUT: 120.0,
             CONF_AUDIO_OUTPUT: False,
             CONF_FALLBACK_TTS: "tts.piper",
+            CONF_AGENT_TURN_DETECTION: True,
         },
     )
     await hass.async_block_till_done()
@@ -702,6 +706,7 @@ async def test_options_flow_success(
         CONF_IDLE_TIMEOUT: 120,
         CONF_AUDIO_OUTPUT: False,
         CONF_FALLBACK_TTS: "tts.piper",
+        CONF_AGENT_TURN_DETECTION: True,
     }
     assert entry.options == expected
     assert type(entry.options[CONF_IDLE_TIMEOUT]) is int
@@ -724,6 +729,7 @@ async def test_options_flow_success(
         CONF_TURN_TAKING: TurnTaking.AGENT,
         CONF_IDLE_TIMEOUT: DEFAULT_IDLE_TIMEOUT,
         CONF_AUDIO_OUTPUT: True,
+        CONF_AGENT_TURN_DETECTION: False,
     }
 
 
@@ -779,6 +785,7 @@ def test_translations_match_strings() -> None:
         CONF_IDLE_TIMEOUT,
         CONF_AUDIO_OUTPUT,
         CONF_FALLBACK_TTS,
+        CONF_AGENT_TURN_DETECTION,
     }
 
 

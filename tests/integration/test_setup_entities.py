@@ -41,7 +41,7 @@ from custom_components.layercode.const import (
     DOMAIN,
     TurnTaking,
 )
-from custom_components.layercode.runtime import LayercodeRuntime
+from custom_components.layercode.runtime import InputSource, LayercodeRuntime
 from local_agent_server import EchoResponder, LocalAgentServer, SendData, Speak
 from local_agent_server.keys import SessionKeys
 
@@ -364,17 +364,35 @@ async def test_audio_output_off_still_advances(
     assert log.states[AGENT_SPEAKING] == []
 
 
-async def test_idle_conversation_is_closed(hass: HomeAssistant, loaded: MockConfigEntry) -> None:
+async def test_idle_conversation_is_closed(
+    hass: HomeAssistant, agent_server: LocalAgentServer
+) -> None:
     """After the idle timeout the session is closed; the conversation resumes on next use."""
-    first = await send_text(hass, loaded, "hello")
-    runtime: LayercodeRuntime = loaded.runtime_data
+    entry = make_entry(agent_server, **{CONF_IDLE_TIMEOUT: 60})
+    runtime = await setup(hass, entry)
+    first = await send_text(hass, entry, "hello")
     layercode_id = runtime.conversations[first["conversation_id"]].session.conversation_id
-    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=301))
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=61))
     await hass.async_block_till_done()
     await until(lambda: not runtime.conversations)
     assert hass.states.get(CONNECTION).state == "disconnected"  # type: ignore[union-attr]
-    await send_text(hass, loaded, "back", conversation_id=first["conversation_id"])
+    # Home Assistant's chat session (5 minutes) is still open: same conversation, resumed.
+    again = await send_text(hass, entry, "back", conversation_id=first["conversation_id"])
+    assert again["conversation_id"] == first["conversation_id"]
     assert runtime.conversations[first["conversation_id"]].session.conversation_id == layercode_id
+    await unload(hass, entry)
+
+
+async def test_chat_session_end_closes_the_session(
+    hass: HomeAssistant, loaded: MockConfigEntry
+) -> None:
+    """When Home Assistant's chat session expires, the agent session is closed with it."""
+    first = await send_text(hass, loaded, "hello")
+    runtime: LayercodeRuntime = loaded.runtime_data
+    assert first["conversation_id"] in runtime.conversations
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(minutes=6))
+    await hass.async_block_till_done()
+    await until(lambda: first["conversation_id"] not in runtime.conversations)
 
 
 async def test_concurrent_conversations_aggregate(
@@ -506,7 +524,8 @@ async def test_unavailable_and_recovery_are_logged_once(
     for _ in range(2):
         with pytest.raises(HomeAssistantError) as info:
             await send_text(hass, loaded, "anyone there?")
-        assert info.value.translation_key == "cannot_connect"
+        assert info.value.translation_key == "conversation_failed"
+        assert "Cannot reach" in str(info.value)
     await hass.async_block_till_done()
     assert hass.states.get(MUTE).state == STATE_UNAVAILABLE  # type: ignore[union-attr]
     assert hass.states.get(CONNECTION).state == STATE_UNAVAILABLE  # type: ignore[union-attr]
@@ -555,3 +574,16 @@ async def test_amplitude_sensors_are_throttled(
     assert values[-1] == pytest.approx(100 * session.user_amplitude, abs=0.1)
     assert max(values) > 30
     await unload(hass, entry)
+
+
+async def test_send_text_to_a_busy_conversation(
+    hass: HomeAssistant, loaded: MockConfigEntry
+) -> None:
+    """While a spoken turn waits for its answer, send_text on that conversation is refused."""
+    runtime: LayercodeRuntime = loaded.runtime_data
+    conversation = await runtime.async_get_conversation()
+    runtime.async_begin_input(conversation, InputSource.VOICE)
+    with pytest.raises(ServiceValidationError) as info:
+        await send_text(hass, loaded, "hi", conversation_id=conversation.conversation_id)
+    assert info.value.translation_key == "conversation_busy"
+    assert (await send_text(hass, loaded, "hi"))["text"] == "You said: hi"

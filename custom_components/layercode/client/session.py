@@ -96,11 +96,13 @@ class LayercodeSession:
         reconnect_delays: tuple[float, ...] = RECONNECT_DELAYS,
         unconsumed_audio_timeout: float = UNCONSUMED_AUDIO_TIMEOUT,
         max_turn_audio_seconds: int = MAX_TURN_AUDIO_SECONDS,
+        server_turn_detection: bool = False,
     ) -> None:
         self._http = http
         self._authorizer = authorizer
         self._websocket_url = websocket_url
         self._trigger_override = trigger
+        self._server_turn_detection = server_turn_detection
         self._connect_timeout = connect_timeout
         self._reconnect_delays = reconnect_delays
         self._unconsumed_audio_timeout = unconsumed_audio_timeout
@@ -495,10 +497,17 @@ class LayercodeSession:
     # -- microphone --------------------------------------------------------------------
 
     @property
+    def _server_detects_speech(self) -> bool:
+        """Automatic turn-taking left to the server: audio streams, no vad_events."""
+        return self._server_turn_detection and self.config.trigger is TurnTrigger.AUTOMATIC
+
+    @property
     def _gated(self) -> bool:
         """Whether audio only flows during speech (it always does in push-to-talk)."""
         if self.config.trigger is TurnTrigger.PUSH_TO_TALK:
             return True
+        if self._server_detects_speech:
+            return False
         vad = self.config.vad
         return vad.enabled and vad.gate_audio
 
@@ -510,7 +519,7 @@ class LayercodeSession:
         if self.config.trigger is TurnTrigger.PUSH_TO_TALK:
             await self._send(turn_trigger(start=True))
             self._interrupt_agent()
-        elif self._capturing:
+        elif self._capturing and not self._server_detects_speech:
             await self._send(vad_event("vad_start"))
         else:
             return
@@ -541,7 +550,7 @@ class LayercodeSession:
         self._decimator.reset()
         if self.config.trigger is TurnTrigger.PUSH_TO_TALK:
             await self._send(turn_trigger(start=False))
-        elif self._capturing:
+        elif self._capturing and not self._server_detects_speech:
             await self._send(vad_event("vad_end"))
             self._preroll.clear()
         self._set_user_speaking(False)
