@@ -527,35 +527,29 @@ class LayercodeRuntime:
 
     @callback
     def async_claim_agent_audio(
-        self, conversation_id: str | None, message: str | None
+        self, conversation_id: str | None, message: str
     ) -> AgentTurn | None:
-        """The agent turn whose audio a TTS stream for `message` should play, claimed once.
+        """The agent turn whose audio a TTS stream should play, claimed once.
 
-        `message` None means a streamed message, which is always the latest answer's.
+        `message` is what the pipeline asks to speak: the whole reply, or (when Home
+        Assistant streams the reply, 2025.8+) its first part, so a prefix of the agent's text
+        matches. Anything else (an error reply, a local answer) is not the agent's audio.
         """
         conversation = self.conversations.get(conversation_id or "")
-        if conversation is None:
+        if conversation is None or not message.strip():
             return None
         for user_input in reversed(conversation.inputs):
             turn = user_input.agent_turn
             if (
-                turn is None
-                or user_input.abandoned
-                or user_input.audio_claimed
-                or turn.consumed
-                or turn.played
+                turn is not None
+                and not user_input.abandoned
+                and not user_input.audio_claimed
+                and _playable(turn, message)
             ):
-                continue
-            if message is None or _same_text(turn.text, message):
                 user_input.audio_claimed = True
                 return turn
         turn = conversation.unprompted
-        if (
-            turn is not None
-            and not turn.consumed
-            and not turn.played
-            and (message is None or _same_text(turn.text, message))
-        ):
+        if turn is not None and _playable(turn, message):
             conversation.unprompted = None
             return turn
         return None
@@ -666,13 +660,18 @@ class LayercodeRuntime:
         self._notify_state()
 
 
+def _normal(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
 def _same_text(a: str | None, b: str | None) -> bool:
-    """Equal up to whitespace and case: what TTS was asked to say vs what the agent said."""
-    return (
-        a is not None
-        and b is not None
-        and " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
-    )
+    """Equal up to whitespace and case."""
+    return a is not None and b is not None and _normal(a) == _normal(b)
+
+
+def _playable(turn: AgentTurn, message: str) -> bool:
+    """Whether a TTS stream asked to say `message` should play this turn's audio."""
+    return not turn.consumed and not turn.played and _normal(turn.text).startswith(_normal(message))
 
 
 def _add[T](listeners: list[T], listener: T) -> CALLBACK_TYPE:
