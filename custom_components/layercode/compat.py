@@ -19,11 +19,5 @@ from homeassistant.const import MAJOR_VERSION, MINOR_VERSION
 
 _HA = MAJOR_VERSION * 100 + MINOR_VERSION
 
-# Streaming conversation entities and TTS input, ask_question, OptionsFlowWithReload.
-HA_2025_8 = _HA >= 202508
-# ConversationInput.satellite_id (a required field), satellite_id in the assist pipeline.
-HA_2025_11 = _HA >= 202511
 # stt.SpeechAudioProcessing (requires_external_vad), pipeline validation errors as events.
 HA_2026_5 = _HA >= 202605
-# Chat sessions have an owner (context=), exclusive chat log turns, DeviceInfo dataclass.
-HA_2026_11 = _HA >= 202611
