@@ -50,6 +50,8 @@ SETTLE = 0.2
 """After each scenario, as in the page: the last frames reach the server before the next mark."""
 CHUNK = 320
 """10 ms of 16 kHz 16-bit audio, as Home Assistant's Assist pipeline hands it over."""
+BEFORE_SPEECH = 1.5
+"""Seconds of microphone audio before each user turn: more than the 10-frame pre-roll."""
 
 
 def quiet(seconds: float) -> bytes:
@@ -126,7 +128,7 @@ class ClientScenarios:
         `mute_after`, the user mutes after that many of `parts`.
         """
         session = self.session
-        await feed(session, quiet(1.5))
+        await feed(session, quiet(BEFORE_SPEECH))
         await session.begin_user_speech()
         for number, part in enumerate(parts):
             if number == mute_after:

@@ -25,6 +25,15 @@ function amplitude(who, value) {
   entry.max = Math.max(entry.max, value);
 }
 
+// Every SDK call and fetch is bounded: a hang fails its scenario instead of the whole run.
+function bounded(what, promise, timeoutMs = 10000) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${scenario}: ${what} took over ${timeoutMs} ms`)), timeoutMs);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
 // Wait (bounded) for the first log entry from index `since` on that matches `predicate`.
 async function waitFor(what, predicate, timeoutMs, since) {
   const deadline = performance.now() + timeoutMs;
@@ -43,7 +52,7 @@ const isMessage = (type, extra = () => true) => (e) =>
 async function mark(name) {
   scenario = name;
   // The test's page app notes the time of each mark, to cut the server's recording.
-  const response = await fetch('/mark', { method: 'POST', body: name });
+  const response = await bounded('POST /mark', fetch('/mark', { method: 'POST', body: name }));
   if (!response.ok) throw new Error(`mark ${name}: HTTP ${response.status}`);
   record('mark', { name });
 }
@@ -92,7 +101,7 @@ const scenarios = {
       client = newClient(connection, config);
       client._websocketUrl = connection.websocket_url; // the SDK has no option for it
     }
-    await client.connect();
+    await bounded('connect()', client.connect());
     await waitFor('onConnect', (e) => e.kind === 'connect', config.timeouts.connect, since);
     // The VAD loads (from the routed assets.layercode.com) on the first connect() only.
     record('vad', { loaded: client.vad !== null });
@@ -124,13 +133,13 @@ const scenarios = {
 
   async text(step, config) {
     const since = log.length;
-    await client.sendClientResponseText(step.content);
+    await bounded('sendClientResponseText()', client.sendClientResponseText(step.content));
     await agentTurnPlayed(since, config.timeouts, step.content);
   },
 
   async data(step, config) {
     const since = log.length;
-    await client.sendClientResponseData(step.data);
+    await bounded('sendClientResponseData()', client.sendClientResponseData(step.data));
     await waitFor('onDataMessage', (e) => e.kind === 'data', config.timeouts.reply, since);
     await sleep(step.settle_ms ?? 200);
   },
@@ -138,9 +147,11 @@ const scenarios = {
   async push_to_talk(step, config) {
     const since = log.length;
     await sleep(step.idle_ms);
-    await client.triggerUserTurnStarted();
+    await bounded('triggerUserTurnStarted()', client.triggerUserTurnStarted());
+    record('pressed', { userSpeaking: client.userSpeaking });
     await sleep(step.hold_ms);
-    await client.triggerUserTurnFinished();
+    await bounded('triggerUserTurnFinished()', client.triggerUserTurnFinished());
+    record('released', { userSpeaking: client.userSpeaking });
     await agentTurnPlayed(since, config.timeouts);
   },
 
@@ -148,15 +159,15 @@ const scenarios = {
   async interrupt(step, config) {
     const since = log.length;
     const t = config.timeouts;
-    await client.sendClientResponseText(step.content);
+    await bounded('sendClientResponseText()', client.sendClientResponseText(step.content));
     await waitFor('agent speaking', (e) => e.kind === 'agentSpeaking' && e.value, t.reply, since);
     await sleep(step.before_ms);
     const pressed = log.length;
     record('press', { agentSpeaking: client.agentSpeaking });
-    await client.triggerUserTurnStarted();
+    await bounded('triggerUserTurnStarted()', client.triggerUserTurnStarted());
     record('pressed', { agentSpeaking: client.agentSpeaking });
     await sleep(step.hold_ms);
-    await client.triggerUserTurnFinished();
+    await bounded('triggerUserTurnFinished()', client.triggerUserTurnFinished());
     await agentTurnPlayed(pressed, t);
   },
 
@@ -164,16 +175,16 @@ const scenarios = {
   async mute(step, config) {
     const since = log.length;
     client.mute();
-    await client.triggerUserTurnStarted();
+    await bounded('triggerUserTurnStarted()', client.triggerUserTurnStarted());
     await sleep(step.hold_ms);
-    await client.triggerUserTurnFinished();
+    await bounded('triggerUserTurnFinished()', client.triggerUserTurnFinished());
     await agentTurnPlayed(since, config.timeouts);
-    await client.unmute();
+    await bounded('unmute()', client.unmute());
   },
 
   async disconnect(step, config) {
     const since = log.length;
-    await client.disconnect();
+    await bounded('disconnect()', client.disconnect());
     await waitFor(
       'status disconnected',
       (e) => e.kind === 'status' && e.status === 'disconnected',
@@ -186,7 +197,7 @@ const scenarios = {
   // The server drops the connection: the SDK reports it, and does not reconnect by itself.
   async drop(step, config, connection) {
     const since = log.length;
-    const response = await fetch(`/drop/${connection.name}`, { method: 'POST' });
+    const response = await bounded('POST /drop', fetch(`/drop/${connection.name}`, { method: 'POST' }));
     if (!response.ok) throw new Error(`drop: HTTP ${response.status}`);
     await waitFor(
       'status disconnected',
@@ -200,7 +211,7 @@ const scenarios = {
 };
 
 async function run() {
-  const config = await (await fetch('/config.json')).json();
+  const config = await bounded('GET /config.json', fetch('/config.json').then((r) => r.json()));
   const started = now();
   for (const connection of config.connections) {
     client = null;
@@ -218,7 +229,7 @@ async function run() {
       }
     }
     if (client !== null && client.status !== 'disconnected') {
-      await client.disconnect().catch(() => {});
+      await bounded('disconnect()', client.disconnect()).catch(() => {});
     }
   }
   scenario = null;

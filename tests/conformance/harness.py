@@ -56,7 +56,7 @@ PUSH_TO_TALK = "push_to_talk"
 # The fake microphone, from the first getUserMedia of each connect() on: 5 s of quiet (the
 # SDK loads its VAD meanwhile, and a `vad_start` before the socket opens would be lost),
 # 1.6 s of speech for the automatic turn, quiet while the agent answers, then 2 s of speech
-# that the user mutes half-way through. Each connect() starts the file again.
+# that the user mutes part-way through. Each connect() starts the file again.
 MIC_SPEECH = ((5.0, 1.6), (12.5, 2.0))
 MIC_SECONDS = 16.0
 
@@ -130,7 +130,7 @@ def run_in_thread[T](main: Callable[[], Coroutine[Any, Any, T]], timeout: float)
         except BaseException as err:  # re-raised in the caller's thread
             errors.append(err)
 
-    thread = threading.Thread(target=target, name=f"conformance {main.__name__}")
+    thread = threading.Thread(target=target, name=f"conformance {main.__name__}", daemon=True)
     thread.start()
     thread.join(timeout)
     if thread.is_alive():

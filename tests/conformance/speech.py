@@ -29,7 +29,7 @@ _VOWELS = (
 
 
 def _resonate(signal: Signal, frequency: float, bandwidth: float) -> Signal:
-    """A two-pole resonator (one formant), unit gain at its peak."""
+    """A two-pole resonator: one formant."""
     r = np.exp(-np.pi * bandwidth / RATE)
     a1 = -2 * r * np.cos(2 * np.pi * frequency / RATE)
     a2 = r * r

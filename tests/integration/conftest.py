@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 import json
+from pathlib import Path
 from typing import Any
 from unittest.mock import AsyncMock, patch
 
@@ -31,6 +32,21 @@ def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
 async def setup_core(hass: HomeAssistant) -> None:
     """Home Assistant's core integration, always there in a real instance (exposed entities)."""
     assert await async_setup_component(hass, "homeassistant", {})
+
+
+@pytest.fixture(autouse=True)
+def remove_tts_cache_files(hass: HomeAssistant) -> Iterator[None]:
+    """Delete the TTS cache files a test wrote.
+
+    Home Assistant's TTS file cache is in the plugin's shared test config directory, so a file
+    one test (or run) writes would be served to the next one from disk.
+    """
+    cache_dir = Path(hass.config.path("tts"))
+    before = set(cache_dir.iterdir()) if cache_dir.is_dir() else set()
+    yield
+    if cache_dir.is_dir():
+        for path in set(cache_dir.iterdir()) - before:
+            path.unlink(missing_ok=True)
 
 
 @pytest.fixture

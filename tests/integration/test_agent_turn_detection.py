@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 
+from homeassistant.components import stt
+from homeassistant.core import HomeAssistant
 import numpy as np
 
 from custom_components.layercode.const import CONF_AGENT_TURN_DETECTION
-from homeassistant.components import stt
-from homeassistant.core import HomeAssistant
 from local_agent_server import LocalAgentServer
 
 from .test_setup_entities import make_entry, setup, unload

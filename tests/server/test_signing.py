@@ -28,6 +28,15 @@ def test_body_encoding_is_compact_and_keeps_non_ascii() -> None:
     assert encode_body(payload) == BODY
 
 
+def test_whole_number_floats_are_written_as_javascript_does() -> None:
+    """JSON.stringify(JSON.parse(body)) gives the same bytes: 1.0 is `1` there.
+
+    session.end carries durations in seconds that are often whole (0.0 with no voice turn).
+    """
+    payload = {"a": 1.0, "b": 0.0, "c": 2.5, "d": [3.0, {"e": -0.0, "f": 0.125}], "g": True}
+    assert encode_body(payload) == b'{"a":1,"b":0,"c":2.5,"d":[3,{"e":0,"f":0.125}],"g":true}'
+
+
 def test_verify_accepts_the_vector() -> None:
     assert verify(SECRET, BODY, HEADER, now=TIMESTAMP + 299)
     assert verify(SECRET, BODY, HEADER.replace(",", ", "), now=TIMESTAMP)

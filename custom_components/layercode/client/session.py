@@ -281,7 +281,7 @@ class LayercodeSession:
             raise SessionClosedError(f"Cannot send {message['type']}: not connected")
         async with self._send_lock:
             try:
-                await ws.send_str(json.dumps(message))
+                await ws.send_str(json.dumps(message, separators=(",", ":"), ensure_ascii=False))
             except (ConnectionError, aiohttp.ClientError) as err:
                 raise SessionClosedError(f"Cannot send {message['type']}: {err}") from err
 
