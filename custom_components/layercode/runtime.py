@@ -89,7 +89,14 @@ class UserInput:
     abandoned: bool = False
     """The run that sent it was aborted: its answer is played by nobody."""
     audio_claimed: bool = False
+    earlier_user_turn: str | None = None
+    """The agent's id of the user turn before this one. An aborted run closes its turn without
+    waiting for the transcript, which may then arrive during the next run: it is not this one's."""
     attached: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def owns_transcript(self, turn_id: str | None) -> bool:
+        """Whether a user transcript of the agent's user turn `turn_id` may be this input's."""
+        return turn_id is None or turn_id != self.earlier_user_turn
 
     async def wait_agent_turn(self, timeout: float) -> AgentTurn | None:
         """The agent turn answering this input; None if none started within the bound."""
@@ -153,6 +160,8 @@ class Conversation:
     inputs: deque[UserInput] = field(default_factory=lambda: deque(maxlen=INPUT_HISTORY))
     unprompted: AgentTurn | None = None
     """The latest agent turn no input asked for (a welcome, agent-initiated speech)."""
+    heard: UserInput | None = None
+    """The input whose transcript came last: the next agent turn answers it."""
     chat_session_bound: bool = False
 
 
@@ -436,9 +445,13 @@ class LayercodeRuntime:
                 )
             case UserTranscript(content=content, turn_id=turn_id):
                 self._touch(conversation)
-                if conversation.inputs:
+                conversation.heard = next(
+                    (i for i in reversed(conversation.inputs) if i.owns_transcript(turn_id)),
+                    None,
+                )
+                if conversation.heard is not None:
                     # The agent heard the turn end (its own turn detection may decide it).
-                    conversation.inputs[-1].closed = True
+                    conversation.heard.closed = True
                 self._fire(
                     RuntimeEvent(
                         RuntimeEventType.USER_TRANSCRIPT,
@@ -478,13 +491,18 @@ class LayercodeRuntime:
 
     @staticmethod
     def _attach_agent_turn(conversation: Conversation, turn: AgentTurn) -> None:
-        """Join a new agent turn to the input it answers, or keep it as unprompted."""
-        if conversation.inputs:
-            latest = conversation.inputs[-1]
-            if latest.closed and latest.agent_turn is None:
-                latest.agent_turn = turn
-                latest.attached.set()
-                return
+        """Join a new agent turn to the input it answers, or keep it as unprompted.
+
+        That is the input whose transcript came last (the latest input if none came): an
+        aborted run's late answer must not go to the input that followed it.
+        """
+        answered, conversation.heard = conversation.heard, None
+        if answered is None and conversation.inputs:
+            answered = conversation.inputs[-1]
+        if answered is not None and answered.closed and answered.agent_turn is None:
+            answered.agent_turn = turn
+            answered.attached.set()
+            return
         conversation.unprompted = turn
 
     def _agent_turn_ended(self, conversation: Conversation, turn: AgentTurn) -> None:
@@ -508,7 +526,7 @@ class LayercodeRuntime:
     @callback
     def async_begin_input(self, conversation: Conversation, source: InputSource) -> UserInput:
         """Register a user turn before it is sent, so that its answer cannot be missed."""
-        user_input = UserInput(source)
+        user_input = UserInput(source, earlier_user_turn=conversation.session.user_turn_id)
         conversation.inputs.append(user_input)
         self._touch(conversation)
         return user_input

@@ -105,7 +105,11 @@ class LayercodeSpeechToText(LayercodeEntity, stt.SpeechToTextEntity):
         bind_to_chat_session(self.hass, self.runtime, conversation)
         session = conversation.session
         user_input = self.runtime.async_begin_input(conversation, InputSource.VOICE)
-        transcript = session.expect(lambda event: isinstance(event, UserTranscript))
+        transcript = session.expect(
+            lambda event: (
+                isinstance(event, UserTranscript) and user_input.owns_transcript(event.turn_id)
+            )
+        )
         try:
             await session.begin_user_speech()
             if self.runtime.settings.agent_turn_detection:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
+from datetime import datetime
 import logging
+from pathlib import Path
 from typing import Any
 
 from homeassistant.components import tts
 from homeassistant.components.tts.entity import TTSAudioRequest, TTSAudioResponse
-from homeassistant.core import HomeAssistant
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.helpers.event import async_call_later
 from homeassistant.util import ulid as ulid_util
 
 from . import LayercodeConfigEntry
@@ -29,6 +32,9 @@ TURN_OPTION = "layercode_turn"
 """A fresh value per TTS stream. It is part of Home Assistant's cache key, so that the same
 reply text on two turns never replays the first turn's audio from the cache."""
 SILENCE_SECONDS = 0.3
+CACHE_CLEANUP_DELAY = 30.0
+"""After a reply, its copy in Home Assistant's TTS file cache is deleted: with TURN_OPTION no
+later stream can reuse it, and a turn's audio belongs to that turn only."""
 
 TTS_DESCRIPTION = EntityDescription(key="tts", translation_key="agent_voice")
 """Home Assistant names TTS cache files after the entity, so it needs a name of its own."""
@@ -52,6 +58,33 @@ class LayercodeTextToSpeech(LayercodeEntity, tts.TextToSpeechEntity):
 
     _attr_default_language = "en"
     _attr_supported_languages = SUPPORTED_LANGUAGES
+    _cleanup: CALLBACK_TYPE | None = None
+
+    async def async_added_to_hass(self) -> None:
+        """Remove what an earlier run left in the file cache; cancel the cleanup on removal."""
+        await super().async_added_to_hass()
+        self._clean_file_cache(None)
+        self.async_on_remove(self._cancel_cleanup)
+
+    @callback
+    def _schedule_cleanup(self) -> None:
+        if self._cleanup is None:
+            self._cleanup = async_call_later(self.hass, CACHE_CLEANUP_DELAY, self._clean_file_cache)
+
+    @callback
+    def _cancel_cleanup(self) -> None:
+        if self._cleanup is not None:
+            self._cleanup()
+            self._cleanup = None
+
+    @callback
+    def _clean_file_cache(self, _now: datetime | None) -> None:
+        self._cleanup = None
+        self.hass.async_add_executor_job(
+            _remove_cached_replies,
+            Path(self.hass.config.path(tts.DEFAULT_CACHE_DIR)),
+            self.entity_id,
+        )
 
     @property
     def supported_options(self) -> list[str]:
@@ -110,6 +143,7 @@ class LayercodeTextToSpeech(LayercodeEntity, tts.TextToSpeechEntity):
         yield streaming_wav_header(rate, channels, width)
         audio = turn.audio_stream()
         try:
+            self._schedule_cleanup()
             while True:
                 try:
                     async with asyncio.timeout(REPLY_TIMEOUT):
@@ -153,6 +187,12 @@ def _fallback_stream(
         stream = tts.async_create_stream(hass, engine)
     stream.async_set_message(text)
     return stream
+
+
+def _remove_cached_replies(cache_dir: Path, entity_id: str) -> None:
+    """Delete this engine's files from the TTS file cache (named `<key>_<engine>.<ext>`)."""
+    for path in cache_dir.glob(f"*_{entity_id}.*"):
+        path.unlink(missing_ok=True)
 
 
 async def _silence() -> AsyncGenerator[bytes]:

@@ -13,6 +13,7 @@ from collections.abc import (
 )
 import contextlib
 from dataclasses import dataclass
+from datetime import timedelta
 import io
 import logging
 from pathlib import Path
@@ -32,12 +33,14 @@ from homeassistant.const import MAJOR_VERSION, MINOR_VERSION, STATE_OFF, Platfor
 from homeassistant.core import Context, HomeAssistant
 from homeassistant.helpers import intent, issue_registry as ir
 from homeassistant.helpers.entity_platform import AddEntitiesCallback
+from homeassistant.util import dt as dt_util
 import numpy as np
 import pytest
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
     MockModule,
     MockPlatform,
+    async_fire_time_changed,
     mock_config_flow,
     mock_integration,
     mock_platform,
@@ -49,6 +52,7 @@ from pytest_homeassistant_custom_component.typing import (
 
 from custom_components.layercode.const import CONF_FALLBACK_TTS, DOMAIN
 from custom_components.layercode.runtime import UNCLAIMED_AUDIO_TIMEOUT
+from custom_components.layercode.tts import CACHE_CLEANUP_DELAY
 from local_agent_server import EchoResponder, LocalAgentServer, Reply, SendData, Speak
 
 from .conftest import AGENT_ID, API_KEY
@@ -66,6 +70,8 @@ from .test_setup_entities import (
 STT_ENTITY = "stt.ag_test"
 TTS_ENTITY = "tts.ag_test_agent_voice"
 AGENT_ENTITY = "conversation.ag_test"
+RUN_TIMEOUT = 60.0
+"""Bound on one pipeline run or download (the integration's own bounds are shorter)."""
 METADATA = stt.SpeechMetadata(
     language="en",
     format=stt.AudioFormats.WAV,
@@ -139,18 +145,19 @@ async def run_voice_turn(
 ) -> dict[PipelineEventType, dict[str, Any]]:
     """One voice turn through the pipeline; the data of each event type."""
     events = [] if events is None else events
-    await assist_pipeline.async_pipeline_from_audio_stream(
-        hass,
-        context=Context(),
-        event_callback=events.append,
-        stt_metadata=METADATA,
-        stt_stream=chunks(pcm) if isinstance(pcm, bytes) else pcm,
-        pipeline_id=pipeline_id,
-        conversation_id=conversation_id,
-        tts_audio_output=tts_audio_output,
-        audio_settings=AudioSettings(is_vad_enabled=False),
-        end_stage=end_stage,
-    )
+    async with asyncio.timeout(RUN_TIMEOUT):
+        await assist_pipeline.async_pipeline_from_audio_stream(
+            hass,
+            context=Context(),
+            event_callback=events.append,
+            stt_metadata=METADATA,
+            stt_stream=chunks(pcm) if isinstance(pcm, bytes) else pcm,
+            pipeline_id=pipeline_id,
+            conversation_id=conversation_id,
+            tts_audio_output=tts_audio_output,
+            audio_settings=AudioSettings(is_vad_enabled=False),
+            end_stage=end_stage,
+        )
     by_type = {event.type: event.data or {} for event in events}
     assert PipelineEventType.ERROR not in by_type, by_type[PipelineEventType.ERROR]
     return by_type
@@ -159,9 +166,10 @@ async def run_voice_turn(
 async def fetch(hass_client: ClientSessionGenerator, url: str) -> bytes:
     """What a satellite downloads from the TTS URL."""
     client = await hass_client()
-    response = await client.get(url)
-    assert response.status == 200
-    return await response.read()
+    async with asyncio.timeout(RUN_TIMEOUT):
+        response = await client.get(url)
+        assert response.status == 200
+        return await response.read()
 
 
 def wav_pcm(data: bytes) -> tuple[int, bytes]:
@@ -370,7 +378,7 @@ async def start_agent(hass: HomeAssistant) -> AsyncIterator[StartAgent]:
         await server.stop()
 
 
-# -- 1. follow-up turns ---------------------------------------------------------------------
+# -- follow-up turns ------------------------------------------------------------------------
 
 
 async def test_follow_up_turn_continues_the_layercode_conversation(
@@ -399,7 +407,7 @@ async def test_follow_up_turn_continues_the_layercode_conversation(
     assert frequency == pytest.approx(660, abs=3)
 
 
-# -- 2. concurrent conversations ------------------------------------------------------------
+# -- concurrent conversations ---------------------------------------------------------------
 
 
 async def test_concurrent_conversations_keep_their_own_turns(
@@ -418,7 +426,7 @@ async def test_concurrent_conversations_keep_their_own_turns(
             yield chunk
             if first:
                 first = False
-                async with asyncio.timeout(10):
+                async with asyncio.timeout(TIMEOUT):
                     await both_started.wait()
 
     short, long = await asyncio.gather(
@@ -454,7 +462,7 @@ async def test_concurrent_conversations_keep_their_own_turns(
     assert frequencies == {440, 660}
 
 
-# -- 3. identical reply text ----------------------------------------------------------------
+# -- identical reply text -------------------------------------------------------------------
 
 
 async def test_identical_reply_text_plays_each_turns_own_audio(
@@ -516,11 +524,9 @@ async def test_long_reply_plays_all_of_the_agents_audio(
     assert frequency == pytest.approx(440, abs=3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Known issue: Home Assistant's TTS file cache keeps every agent reply on disk "
-    "under a fresh per-stream key (TURN_OPTION), so the files are never reused or removed",
-)
+# -- the TTS file cache ---------------------------------------------------------------------
+
+
 async def test_agent_replies_are_not_kept_on_disk(
     hass: HomeAssistant,
     hass_client: ClientSessionGenerator,
@@ -532,7 +538,11 @@ async def test_agent_replies_are_not_kept_on_disk(
     events = await run_voice_turn(hass, pipeline_id, speech(0.5))
     await fetch(hass_client, tts_url_of(events))
     await hass.async_block_till_done(wait_background_tasks=True)
-    assert not [name for name in tts_cache_files(hass) - before if TTS_ENTITY in name]
+    written = [name for name in tts_cache_files(hass) - before if TTS_ENTITY in name]
+    assert written  # Home Assistant keeps a copy at first ...
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=CACHE_CLEANUP_DELAY + 1))
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert not [name for name in tts_cache_files(hass) if TTS_ENTITY in name]  # ... not for long
 
 
 def tts_cache_files(hass: HomeAssistant) -> set[str]:
@@ -541,7 +551,39 @@ def tts_cache_files(hass: HomeAssistant) -> set[str]:
     return {path.name for path in cache_dir.iterdir()} if cache_dir.is_dir() else set()
 
 
-# -- 4. an aborted run ----------------------------------------------------------------------
+# -- an aborted run -------------------------------------------------------------------------
+
+
+async def stalled_speech(seconds: float, fed: asyncio.Event) -> AsyncGenerator[bytes]:
+    """`seconds` of speech, then a microphone that never ends (`fed` is set in between)."""
+    async for chunk in chunks(speech(seconds)):
+        yield chunk
+    fed.set()
+    await asyncio.Event().wait()
+
+
+async def abort_run(
+    hass: HomeAssistant, pipeline_id: str, conversation_id: str
+) -> list[PipelineEvent]:
+    """Start a run, and cancel it while its STT stream still waits for more audio (half a
+    second has gone out); the events it emitted."""
+    events: list[PipelineEvent] = []
+    fed = asyncio.Event()
+    run = hass.async_create_task(
+        run_voice_turn(
+            hass,
+            pipeline_id,
+            stalled_speech(0.5, fed),
+            conversation_id=conversation_id,
+            events=events,
+        )
+    )
+    async with asyncio.timeout(TIMEOUT):
+        await fed.wait()
+    run.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await run
+    return events
 
 
 async def test_aborted_run_leaks_nothing_into_the_next(
@@ -559,30 +601,7 @@ async def test_aborted_run_leaks_nothing_into_the_next(
     _, frequency, _ = await played(hass_client, tts_url_of(first))
     assert frequency == pytest.approx(440, abs=3)
 
-    fed, never = asyncio.Event(), asyncio.Event()
-
-    async def stalled() -> AsyncGenerator[bytes]:
-        """Half a second of speech, then a microphone that never ends."""
-        async for chunk in chunks(speech(0.5)):
-            yield chunk
-        fed.set()
-        await never.wait()
-
-    aborted_events: list[PipelineEvent] = []
-    aborted = hass.async_create_task(
-        run_voice_turn(
-            hass,
-            agent.pipeline_id,
-            stalled(),
-            conversation_id=conversation_id,
-            events=aborted_events,
-        )
-    )
-    async with asyncio.timeout(TIMEOUT):
-        await fed.wait()
-    aborted.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await aborted
+    aborted_events = await abort_run(hass, agent.pipeline_id, conversation_id)
     assert PipelineEventType.STT_END not in {event.type for event in aborted_events}
     # The agent heard the aborted half second as a turn of its own and answered it in full,
     # audio and all: that answer is waiting, unplayed, when the next run starts.
@@ -606,7 +625,35 @@ async def test_aborted_run_leaks_nothing_into_the_next(
     ]
 
 
-# -- 5. continue_conversation ---------------------------------------------------------------
+async def test_run_right_after_an_aborted_one_gets_its_own_answer(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    agent_server: LocalAgentServer,
+    pipeline_id: str,
+) -> None:
+    """The next run starts at once, while the aborted turn's transcript and answer are on
+    their way: the new run still gets its own transcript, reply and audio."""
+    first = await run_voice_turn(hass, pipeline_id, speech(0.3))
+    conversation_id = conversation_of(first)
+    await played(hass_client, tts_url_of(first))
+    await abort_run(hass, pipeline_id, conversation_id)
+
+    third = await run_voice_turn(hass, pipeline_id, speech(1.5), conversation_id=conversation_id)
+    assert transcript_of(third) == "heard 1500 ms of audio"
+    assert reply_of(third) == "You said: heard 1500 ms of audio"
+    seconds, _, size = await played(hass_client, tts_url_of(third))
+    assert seconds == pytest.approx(len(reply_of(third)) * TONE_SECONDS_PER_CHAR, abs=0.01)
+    await finished_turns(agent_server, 3)
+    (conversation,) = connected_conversations(agent_server)
+    assert [t.user_text for t in conversation.turns] == [
+        "heard 300 ms of audio",
+        "heard 500 ms of audio",
+        "heard 1500 ms of audio",
+    ]
+    assert size == pytest.approx(conversation.turns[-1].audio_bytes, abs=2)
+
+
+# -- continue_conversation ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -636,21 +683,27 @@ async def test_continue_conversation(
     await fetch(hass_client, tts_url_of(events))  # played, as a satellite would
 
 
-# -- 6. typed input -------------------------------------------------------------------------
+# -- typed input ----------------------------------------------------------------------------
+
+
+async def converse(hass: HomeAssistant, text: str) -> conversation.ConversationResult:
+    """Typed text to the agent, the way the Assist dialog and conversation.process send it."""
+    async with asyncio.timeout(RUN_TIMEOUT):
+        return await conversation.async_converse(
+            hass,
+            text=text,
+            conversation_id=None,
+            context=Context(),
+            language="en",
+            agent_id=AGENT_ENTITY,
+        )
 
 
 async def test_typed_input_through_async_converse(
     hass: HomeAssistant, agent_server: LocalAgentServer, loaded: MockConfigEntry
 ) -> None:
     """Text typed to the agent (Assist dialog, conversation.process) gets the agent's reply."""
-    result = await conversation.async_converse(
-        hass,
-        text="what time is it",
-        conversation_id=None,
-        context=Context(),
-        language="en",
-        agent_id=AGENT_ENTITY,
-    )
+    result = await converse(hass, "what time is it")
     assert result.response.response_type is intent.IntentResponseType.ACTION_DONE
     assert result.response.speech["plain"]["speech"] == "You said: what time is it"
     (conversation_record,) = connected_conversations(agent_server)
@@ -664,11 +717,11 @@ async def run_ws_pipeline(
 ) -> dict[str, dict[str, Any]]:
     """Run a pipeline through the websocket API; the data of each event type."""
     client = await hass_ws_client()
-    await client.send_json_auto_id({"type": "assist_pipeline/run", **run})
-    result = await client.receive_json()
-    assert result["success"], result
     events: dict[str, dict[str, Any]] = {}
-    async with asyncio.timeout(TIMEOUT):
+    async with asyncio.timeout(RUN_TIMEOUT):
+        await client.send_json_auto_id({"type": "assist_pipeline/run", **run})
+        result = await client.receive_json()
+        assert result["success"], result
         while "run-end" not in events:
             message = await client.receive_json()
             event = message["event"]
@@ -705,7 +758,7 @@ async def test_typed_input_pipeline_plays_the_agents_audio(
     assert dominant_frequency(pcm, rate) == pytest.approx(440, abs=3)
 
 
-# -- 7. text the agent did not say ----------------------------------------------------------
+# -- text the agent did not say -------------------------------------------------------------
 
 
 async def synthesize(hass: HomeAssistant, engine: str, message: str) -> bytes:
@@ -837,7 +890,7 @@ async def test_text_without_agent_audio_uses_the_fallback_engine(
     assert dominant_frequency(pcm, rate) == pytest.approx(1000, abs=5)
 
 
-# -- 8. the repair issue for local intents --------------------------------------------------
+# -- the repair issue for local intents -----------------------------------------------------
 
 
 async def test_prefer_local_intents_raises_and_clears_a_repair_issue(
@@ -863,18 +916,11 @@ async def test_prefer_local_intents_raises_and_clears_a_repair_issue(
     await assist_pipeline.async_update_pipeline(
         hass, assist_pipeline.async_get_pipeline(hass, pipeline_id), prefer_local_intents=False
     )
-    await conversation.async_converse(
-        hass,
-        text="hello",
-        conversation_id=None,
-        context=Context(),
-        language="en",
-        agent_id=AGENT_ENTITY,
-    )
+    await converse(hass, "hello")
     assert registry.async_get_issue(DOMAIN, issue_id) is None
 
 
-# -- 11. audio nobody plays -----------------------------------------------------------------
+# -- audio nobody plays ---------------------------------------------------------------------
 
 
 async def test_unplayed_audio_is_released_within_the_bound(

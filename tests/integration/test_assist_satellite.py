@@ -42,6 +42,7 @@ from .test_assist_pipeline import (
     fetch,
     finished_turns,
     speech,
+    stalled_speech,
     wav_pcm,
 )
 from .test_setup_entities import TIMEOUT
@@ -217,12 +218,13 @@ async def test_start_conversation_speaks_the_agents_welcome_and_continues(
     Layercode conversation that the welcome opened.
     """
     agent = await start_agent(backend=EchoResponder(welcome=WELCOME))
-    await hass.services.async_call(
-        "assist_satellite",
-        "start_conversation",
-        {"entity_id": SATELLITE, "start_message": "", "preannounce": False},
-        blocking=True,
-    )
+    async with asyncio.timeout(TIMEOUT):
+        await hass.services.async_call(
+            "assist_satellite",
+            "start_conversation",
+            {"entity_id": SATELLITE, "start_message": "", "preannounce": False},
+            blocking=True,
+        )
     (announcement,) = satellite.announcements
     assert announcement.message == ""
     assert announcement.media_id_source == "tts"
@@ -246,3 +248,45 @@ async def test_start_conversation_speaks_the_agents_welcome_and_continues(
         (None, WELCOME),
         ("heard 1000 ms of audio", reply),
     ]
+
+
+async def test_new_satellite_run_cancels_the_running_one(
+    hass: HomeAssistant, start_agent: StartAgent, satellite: MockSatellite
+) -> None:
+    """The user speaks again while a run still streams: the satellite cancels that run.
+
+    The new run continues the conversation, hears only its own audio and plays its own reply.
+    """
+    agent = await start_agent()
+    await listen(satellite, 1.0)
+
+    fed = asyncio.Event()
+    satellite.events.clear()
+    running = hass.async_create_task(
+        satellite.async_accept_pipeline_from_satellite(stalled_speech(0.5, fed))
+    )
+    async with asyncio.timeout(TIMEOUT):
+        await fed.wait()
+    satellite.response_played.clear()
+    async with asyncio.timeout(TIMEOUT):
+        # Home Assistant cancels the running pipeline before it starts the new one.
+        await satellite.async_accept_pipeline_from_satellite(chunks(speech(0.8)))
+        await satellite.response_played.wait()
+    assert running.done()
+
+    stt_output = satellite.event_data(PipelineEventType.STT_END)["stt_output"]
+    assert stt_output["text"] == "heard 800 ms of audio"
+    intent_output = satellite.event_data(PipelineEventType.INTENT_END)["intent_output"]
+    reply = intent_output["response"]["speech"]["plain"]["speech"]
+    assert reply == "You said: heard 800 ms of audio"
+    seconds, _ = tone(satellite.played[-1])
+    assert seconds == pytest.approx(len(reply) * TONE_SECONDS_PER_CHAR, abs=0.01)
+
+    await finished_turns(agent.server, 3)
+    (conversation,) = connected_conversations(agent.server)
+    assert [t.user_text for t in conversation.turns] == [
+        "heard 1000 ms of audio",
+        "heard 500 ms of audio",
+        "heard 800 ms of audio",
+    ]
+    assert conversation.turns[-1].audio_bytes / 2 / 16000 == pytest.approx(seconds, abs=0.01)
