@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 import pytest
 
+from local_agent_server import LocalAgentServer
+
 type StartApp = Callable[[web.Application], Awaitable[str]]
+type StartServer = Callable[..., Awaitable[LocalAgentServer]]
+
+
+async def until(predicate: Callable[[], object], timeout: float = 10.0) -> None:
+    """Wait (bounded) for something that happens on the other side of a socket."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
 
 
 @pytest.fixture(autouse=True)
@@ -40,3 +52,20 @@ async def start_app() -> AsyncIterator[StartApp]:
     yield start
     for runner in runners:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def start_server() -> AsyncIterator[StartServer]:
+    """Start a LocalAgentServer on a free port; every one is stopped after the test."""
+    servers: list[LocalAgentServer] = []
+
+    async def start(**kwargs: Any) -> LocalAgentServer:
+        kwargs.setdefault("agent_id", "ag_test")
+        server = LocalAgentServer(**kwargs)
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.stop()

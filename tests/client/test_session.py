@@ -35,6 +35,8 @@ from custom_components.layercode.client.messages import (
 )
 from local_agent_server import LocalAgentServer, ToneTextToSpeech
 
+from ..conftest import StartServer, until
+
 TIMEOUT = 10.0
 TTS_MS_PER_CHAR = 50  # ToneTextToSpeech's default
 
@@ -50,25 +52,7 @@ def agent_audio_bytes(text: str) -> int:
     return len(text) * TTS_MS_PER_CHAR * 16 * 2
 
 
-type MakeServer = Callable[..., Awaitable[LocalAgentServer]]
 type MakeSession = Callable[..., Awaitable[tuple[LayercodeSession, list[SessionEvent]]]]
-
-
-@pytest.fixture
-async def make_server() -> AsyncIterator[MakeServer]:
-    """Start local agent servers with the given options; all stopped after the test."""
-    servers: list[LocalAgentServer] = []
-
-    async def make(**kwargs: Any) -> LocalAgentServer:
-        kwargs.setdefault("agent_id", "ag_test")
-        server = LocalAgentServer(**kwargs)
-        await server.start()
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        await server.stop()
 
 
 @pytest.fixture
@@ -137,13 +121,6 @@ def audio_frames(server: LocalAgentServer, index: int = -1) -> list[bytes]:
     ]
 
 
-async def until(predicate: Callable[[], bool]) -> None:
-    """Wait (bounded) for something the server records asynchronously."""
-    async with asyncio.timeout(TIMEOUT):
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-
 async def trace(server: LocalAgentServer, count: int, index: int = -1) -> list[str]:
     """The connection's message types once `count` have arrived, and a moment for extras."""
     await until(lambda: len(server.recordings) > 0 and len(sent(server, index)) >= count)
@@ -157,9 +134,9 @@ def turns(server: LocalAgentServer, session: LayercodeSession) -> list[Any]:
     return conversation.turns if conversation else []
 
 
-async def test_automatic_voice_turn(make_server: MakeServer, make_session: MakeSession) -> None:
+async def test_automatic_voice_turn(start_server: StartServer, make_session: MakeSession) -> None:
     """vad_start, 112 ms frames, vad_end; the agent's transcript, text and audio come back."""
-    server = await make_server()
+    server = await start_server()
     session, events = await make_session(server)
     assert session.status is SessionStatus.CONNECTED
     assert session.config.trigger is TurnTrigger.AUTOMATIC
@@ -190,10 +167,10 @@ async def test_automatic_voice_turn(make_server: MakeServer, make_session: MakeS
 
 
 async def test_push_to_talk_with_preroll(
-    make_server: MakeServer, make_session: MakeSession
+    start_server: StartServer, make_session: MakeSession
 ) -> None:
     """Push-to-talk: triggers around the speech, and the last 10 frames before it go first."""
-    server = await make_server(trigger=TurnTrigger.PUSH_TO_TALK)
+    server = await start_server(trigger=TurnTrigger.PUSH_TO_TALK)
     session, _ = await make_session(server)
     assert session.config.trigger is TurnTrigger.PUSH_TO_TALK
     for i in range(0, 32000 * 2, 320):  # 2 s before the press: kept as pre-roll, not sent
@@ -217,10 +194,10 @@ async def test_push_to_talk_with_preroll(
 
 
 async def test_agent_trigger_can_be_overridden(
-    make_server: MakeServer, make_session: MakeSession
+    start_server: StartServer, make_session: MakeSession
 ) -> None:
     """The integration's turn-taking option wins over the agent's config."""
-    server = await make_server(trigger=TurnTrigger.AUTOMATIC)
+    server = await start_server(trigger=TurnTrigger.AUTOMATIC)
     session, _ = await make_session(server, trigger=TurnTrigger.PUSH_TO_TALK)
     assert session.config.trigger is TurnTrigger.PUSH_TO_TALK
     await session.begin_user_speech()
@@ -228,9 +205,9 @@ async def test_agent_trigger_can_be_overridden(
     assert (await trace(server, 3))[1:] == ["trigger.turn.start", "trigger.turn.end"]
 
 
-async def test_typed_text_and_data(make_server: MakeServer, make_session: MakeSession) -> None:
+async def test_typed_text_and_data(start_server: StartServer, make_session: MakeSession) -> None:
     """client.response.text gets a transcript and an answer; data comes back as response.data."""
-    server = await make_server()
+    server = await start_server()
     session, events = await make_session(server)
     turn = await next_agent_turn(session, session.send_text("Turn on the lights"))
     assert await turn.wait_ended(TIMEOUT)
@@ -249,10 +226,10 @@ async def test_typed_text_and_data(make_server: MakeServer, make_session: MakeSe
 
 
 async def test_barge_in_drops_the_turn_and_late_audio(
-    make_server: MakeServer, make_session: MakeSession
+    start_server: StartServer, make_session: MakeSession
 ) -> None:
     """A push-to-talk press while the agent speaks interrupts it; late frames are dropped."""
-    server = await make_server(trigger=TurnTrigger.PUSH_TO_TALK, pace_audio=True)
+    server = await start_server(trigger=TurnTrigger.PUSH_TO_TALK, pace_audio=True)
     session, _ = await make_session(server)
     long_text = "x" * 200  # 10 s of agent audio, paced in real time
     turn = await next_agent_turn(session, session.send_text(long_text))
@@ -285,10 +262,10 @@ async def test_barge_in_drops_the_turn_and_late_audio(
 
 
 async def test_server_barge_in_interrupts_in_automatic_mode(
-    make_server: MakeServer, make_session: MakeSession
+    start_server: StartServer, make_session: MakeSession
 ) -> None:
     """turn.start role user from the server while the agent speaks stops the agent."""
-    server = await make_server(pace_audio=True)
+    server = await start_server(pace_audio=True)
     session, _ = await make_session(server)
     turn = await next_agent_turn(session, session.send_text("y" * 200))
     await until(lambda: turn.audio_bytes_received > 0)
@@ -299,10 +276,10 @@ async def test_server_barge_in_interrupts_in_automatic_mode(
 
 
 async def test_replay_finished_with_audio_output_off(
-    make_server: MakeServer, make_session: MakeSession
+    start_server: StartServer, make_session: MakeSession
 ) -> None:
     """Output off: nobody plays, yet replay_finished goes out and the agent never 'speaks'."""
-    server = await make_server()
+    server = await start_server()
     session, events = await make_session(server, audio_output=False)
     turn = await next_agent_turn(session, session.send_text("hello"))
     assert await turn.wait_ended(TIMEOUT)
@@ -315,10 +292,10 @@ async def test_replay_finished_with_audio_output_off(
 
 
 async def test_unconsumed_audio_is_dropped_after_a_bound(
-    make_server: MakeServer, make_session: MakeSession
+    start_server: StartServer, make_session: MakeSession
 ) -> None:
     """Audio nobody reads is dropped and counted as played, so the conversation moves on."""
-    server = await make_server()
+    server = await start_server()
     session, _ = await make_session(server, unconsumed_audio_timeout=0.2)
     turn = await next_agent_turn(session, session.send_text("hi"))
     assert await turn.wait_ended(TIMEOUT)
@@ -329,10 +306,10 @@ async def test_unconsumed_audio_is_dropped_after_a_bound(
 
 @pytest.mark.parametrize("trigger", [TurnTrigger.AUTOMATIC, TurnTrigger.PUSH_TO_TALK])
 async def test_mute_sends_no_audio(
-    make_server: MakeServer, make_session: MakeSession, trigger: TurnTrigger
+    start_server: StartServer, make_session: MakeSession, trigger: TurnTrigger
 ) -> None:
     """Muted: not a single audio frame; push-to-talk still sends its triggers, as the SDK does."""
-    server = await make_server(trigger=trigger)
+    server = await start_server(trigger=trigger)
     session, _ = await make_session(server, muted=True)
     await speak(session, tone(1.0))
     await session.set_muted(False)
@@ -346,10 +323,10 @@ async def test_mute_sends_no_audio(
 
 
 async def test_mute_mid_speech_sends_vad_end_and_drops_buffer(
-    make_server: MakeServer, make_session: MakeSession
+    start_server: StartServer, make_session: MakeSession
 ) -> None:
     """Muting while the user speaks (automatic) closes the turn and sends nothing more."""
-    server = await make_server()
+    server = await start_server()
     session, _ = await make_session(server)
     await session.begin_user_speech()
     for i in range(0, 16000, 320):
@@ -365,10 +342,10 @@ async def test_mute_mid_speech_sends_vad_end_and_drops_buffer(
 
 
 async def test_audio_input_off_sends_nothing(
-    make_server: MakeServer, make_session: MakeSession
+    start_server: StartServer, make_session: MakeSession
 ) -> None:
     """With audio input off the microphone path is closed."""
-    server = await make_server()
+    server = await start_server()
     session, _ = await make_session(server)
     await session.set_audio_input(False)
     await speak(session, tone(0.5))
@@ -376,10 +353,10 @@ async def test_audio_input_off_sends_nothing(
 
 
 async def test_resume_after_a_drop_mid_turn(
-    make_server: MakeServer, make_session: MakeSession
+    start_server: StartServer, make_session: MakeSession
 ) -> None:
     """The server drops the socket mid-turn: same conversation id, and the next turn works."""
-    server = await make_server(pace_audio=True)
+    server = await start_server(pace_audio=True)
     session, events = await make_session(server)
     conversation_id = session.conversation_id
     turn = await next_agent_turn(session, session.send_text("z" * 100))
@@ -401,9 +378,9 @@ async def test_resume_after_a_drop_mid_turn(
     assert server.recordings[-1].conversation_id == conversation_id
 
 
-async def test_resume_gives_up_on_401(make_server: MakeServer, make_session: MakeSession) -> None:
+async def test_resume_gives_up_on_401(start_server: StartServer, make_session: MakeSession) -> None:
     """A resume the authorize endpoint refuses ends in the error status, once."""
-    server = await make_server(api_key="sk_right")
+    server = await start_server(api_key="sk_right")
     session, _ = await make_session(server, api_key="sk_right")
     failed = session.expect(lambda e: isinstance(e, SessionFailed))
     object.__setattr__(session._authorizer, "api_key", "sk_wrong")  # the key was revoked
@@ -414,9 +391,11 @@ async def test_resume_gives_up_on_401(make_server: MakeServer, make_session: Mak
     assert session.status is SessionStatus.ERROR
 
 
-async def test_bad_frames_are_survived(make_server: MakeServer, make_session: MakeSession) -> None:
+async def test_bad_frames_are_survived(
+    start_server: StartServer, make_session: MakeSession
+) -> None:
     """Garbage, unknown types, missing fields, binary frames: logged, and the next turn works."""
-    server = await make_server()
+    server = await start_server()
     session, _ = await make_session(server)
     for raw in [
         "not json at all",
@@ -435,10 +414,10 @@ async def test_bad_frames_are_survived(make_server: MakeServer, make_session: Ma
 
 
 async def test_missing_turn_ids_are_tolerated(
-    make_server: MakeServer, make_session: MakeSession
+    start_server: StartServer, make_session: MakeSession
 ) -> None:
     """Messages without turn_id belong to the open agent turn."""
-    server = await make_server()
+    server = await start_server()
     session, _ = await make_session(server)
     waiter = session.expect(lambda e: isinstance(e, AgentTurnStarted))
     await server.send_raw('{"type": "turn.start", "role": "assistant"}')
@@ -452,9 +431,9 @@ async def test_missing_turn_ids_are_tolerated(
     assert (turn.turn_id, turn.text, await play(turn)) == (None, "Hi", bytes(320))
 
 
-async def test_connect_failures(make_server: MakeServer, make_session: MakeSession) -> None:
+async def test_connect_failures(start_server: StartServer, make_session: MakeSession) -> None:
     """Wrong key, wrong WebSocket URL, unknown agent: typed errors and the error status."""
-    server = await make_server(api_key="sk_right")
+    server = await start_server(api_key="sk_right")
     session, _ = await make_session(server, connect=False, api_key="sk_nope")
     with pytest.raises(InvalidApiKeyError):
         await session.connect()
@@ -468,10 +447,10 @@ async def test_connect_failures(make_server: MakeServer, make_session: MakeSessi
 
 
 async def test_disconnect_is_clean_and_idempotent(
-    make_server: MakeServer, make_session: MakeSession
+    start_server: StartServer, make_session: MakeSession
 ) -> None:
     """disconnect() closes the socket, ends what was in flight, and can be called twice."""
-    server = await make_server(pace_audio=True)
+    server = await start_server(pace_audio=True)
     session, events = await make_session(server)
     turn = await next_agent_turn(session, session.send_text("w" * 100))
     await session.disconnect()
@@ -482,9 +461,11 @@ async def test_disconnect_is_clean_and_idempotent(
     await until(lambda: server.recordings[-1].closed_at is not None)
 
 
-async def test_two_sessions_do_not_mix(make_server: MakeServer, make_session: MakeSession) -> None:
+async def test_two_sessions_do_not_mix(
+    start_server: StartServer, make_session: MakeSession
+) -> None:
     """Two conversations at once each get their own answers."""
-    server = await make_server()
+    server = await start_server()
     (one, _), (two, _) = await make_session(server), await make_session(server)
     turn_one, turn_two = await asyncio.gather(
         next_agent_turn(one, speak(one, tone(0.5))),
@@ -497,12 +478,12 @@ async def test_two_sessions_do_not_mix(make_server: MakeServer, make_session: Ma
 
 
 async def test_agent_speaks_first_with_a_welcome(
-    make_server: MakeServer, make_session: MakeSession
+    start_server: StartServer, make_session: MakeSession
 ) -> None:
     """A session.start reply with content makes an agent turn before the user speaks."""
     from local_agent_server import EchoResponder
 
-    server = await make_server(backend=EchoResponder(welcome="Hello! How can I help?"))
+    server = await start_server(backend=EchoResponder(welcome="Hello! How can I help?"))
     session, events = await make_session(server, connect=False)
     waiter = session.expect(lambda e: isinstance(e, AgentTurnStarted))
     await session.connect()
@@ -513,9 +494,9 @@ async def test_agent_speaks_first_with_a_welcome(
     assert any(isinstance(e, TurnStart) and e.role == "assistant" for e in events)
 
 
-async def test_tones_differ_per_turn(make_server: MakeServer, make_session: MakeSession) -> None:
+async def test_tones_differ_per_turn(start_server: StartServer, make_session: MakeSession) -> None:
     """The same reply text on two turns gives distinguishable audio (per-turn frequency)."""
-    server = await make_server(tts=ToneTextToSpeech())
+    server = await start_server(tts=ToneTextToSpeech())
     session, _ = await make_session(server)
     first = await next_agent_turn(session, session.send_text("same"))
     a = await play(first)

@@ -39,6 +39,7 @@ from custom_components.layercode.client.messages import (
 from local_agent_server import LocalAgentServer, encode_body, sign
 from local_agent_server.layercode_client import TurnTrigger
 
+from ..conftest import until
 from .harness import HERE
 
 SECRET = "whsec_conformance_node"
@@ -148,12 +149,6 @@ async def agent_turn(session: LayercodeSession, action: Callable[[], Any]) -> Ag
             pass
     await ended.wait(TIMEOUT)
     return event.turn
-
-
-async def until(predicate: Callable[[], Any]) -> None:
-    async with asyncio.timeout(TIMEOUT):
-        while not predicate():
-            await asyncio.sleep(0.02)
 
 
 async def test_node_backend_drives_a_conversation(

@@ -11,10 +11,25 @@ from typing import Any
 from unittest.mock import AsyncMock, patch
 
 from aiohttp import web
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.setup import async_setup_component
 import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from custom_components.layercode.const import (
+    CONF_AGENT_ID,
+    CONF_API_KEY,
+    CONF_AUDIO_OUTPUT,
+    CONF_AUTHORIZE_URL,
+    CONF_IDLE_TIMEOUT,
+    CONF_METADATA,
+    CONF_TURN_TAKING,
+    CONF_WEBSOCKET_URL,
+    DOMAIN,
+    TurnTaking,
+)
+from custom_components.layercode.runtime import LayercodeRuntime
 from local_agent_server import LocalAgentServer
 
 from ..conftest import StartApp
@@ -111,3 +126,55 @@ async def authorize_endpoint(start_app: StartApp) -> AsyncIterator[AuthorizeEndp
     endpoint.url = await start_app(app) + "/authorize"
     yield endpoint
     endpoint.release.set()
+
+
+def make_entry(server: LocalAgentServer, **options: Any) -> MockConfigEntry:
+    """An entry for the server's agent, as the config flow stores it."""
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title=AGENT_ID,
+        unique_id=f"{AGENT_ID}@{server.authorize_url}",
+        data={
+            CONF_AGENT_ID: AGENT_ID,
+            CONF_AUTHORIZE_URL: server.authorize_url,
+            CONF_API_KEY: API_KEY,
+            CONF_WEBSOCKET_URL: server.websocket_url,
+        },
+        options={
+            CONF_METADATA: {"home": "test"},
+            CONF_TURN_TAKING: TurnTaking.AGENT,
+            CONF_IDLE_TIMEOUT: 300,
+            CONF_AUDIO_OUTPUT: True,
+            **options,
+        },
+    )
+
+
+async def setup(hass: HomeAssistant, entry: MockConfigEntry) -> LayercodeRuntime:
+    """Add and set up the entry; returns its runtime."""
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.LOADED
+    runtime: LayercodeRuntime = entry.runtime_data
+    return runtime
+
+
+@pytest.fixture
+async def loaded(
+    hass: HomeAssistant, agent_server: LocalAgentServer
+) -> AsyncIterator[MockConfigEntry]:
+    """A loaded entry, unloaded (and checked to leave nothing running) after the test."""
+    entry = make_entry(agent_server)
+    await setup(hass, entry)
+    yield entry
+    await unload(hass, entry)
+
+
+async def unload(hass: HomeAssistant, entry: MockConfigEntry) -> None:
+    """Unload and check that every session is closed."""
+    runtime: LayercodeRuntime = entry.runtime_data
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.NOT_LOADED
+    assert runtime.conversations == {}

@@ -12,16 +12,8 @@ import numpy as np
 from custom_components.layercode.const import CONF_AGENT_TURN_DETECTION
 from local_agent_server import LocalAgentServer
 
-from .test_setup_entities import make_entry, setup, unload
-
-METADATA = stt.SpeechMetadata(
-    language="en",
-    format=stt.AudioFormats.WAV,
-    codec=stt.AudioCodecs.PCM,
-    bit_rate=stt.AudioBitRates.BITRATE_16,
-    sample_rate=stt.AudioSampleRates.SAMPLERATE_16000,
-    channel=stt.AudioChannels.CHANNEL_MONO,
-)
+from .conftest import make_entry, setup, unload
+from .test_assist_pipeline import METADATA
 
 
 async def test_agent_hears_the_end_of_speech(

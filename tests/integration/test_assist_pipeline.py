@@ -55,15 +55,12 @@ from custom_components.layercode.runtime import UNCLAIMED_AUDIO_TIMEOUT
 from custom_components.layercode.tts import CACHE_CLEANUP_DELAY
 from local_agent_server import EchoResponder, LocalAgentServer, Reply, SendData, Speak
 
-from .conftest import AGENT_ID, API_KEY
+from .conftest import AGENT_ID, API_KEY, make_entry, setup, unload
 from .test_setup_entities import (
     AGENT_SPEAKING,
     EVENTS,
     TIMEOUT,
     StateLog,
-    make_entry,
-    setup,
-    unload,
     until,
 )
 
@@ -92,17 +89,6 @@ async def chunks(pcm: bytes) -> AsyncGenerator[bytes]:
     """Home Assistant's 10 ms chunks."""
     for i in range(0, len(pcm), 320):
         yield pcm[i : i + 320]
-
-
-@pytest.fixture
-async def loaded(
-    hass: HomeAssistant, agent_server: LocalAgentServer
-) -> AsyncIterator[MockConfigEntry]:
-    """The entry set up, and a pipeline made of its STT, agent and TTS."""
-    entry = make_entry(agent_server)
-    await setup(hass, entry)
-    yield entry
-    await unload(hass, entry)
 
 
 async def create_pipeline(hass: HomeAssistant, **overrides: Any) -> str:

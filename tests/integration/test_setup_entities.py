@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 import logging
 from typing import Any
@@ -32,20 +31,15 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 from custom_components.layercode.const import (
     CONF_AGENT_ID,
     CONF_API_KEY,
-    CONF_AUDIO_OUTPUT,
-    CONF_AUTHORIZE_URL,
     CONF_IDLE_TIMEOUT,
-    CONF_METADATA,
-    CONF_TURN_TAKING,
-    CONF_WEBSOCKET_URL,
     DOMAIN,
-    TurnTaking,
 )
 from custom_components.layercode.runtime import InputSource, LayercodeRuntime
 from local_agent_server import EchoResponder, LocalAgentServer, SendData, Speak
 from local_agent_server.keys import SessionKeys
 
-from .conftest import AGENT_ID, API_KEY
+from ..conftest import until
+from .conftest import AGENT_ID, API_KEY, make_entry, setup, unload
 
 MUTE = "switch.ag_test_mute"
 AUDIO_OUTPUT = "switch.ag_test_audio_output"
@@ -56,58 +50,6 @@ USER_AMPLITUDE = "sensor.ag_test_user_audio_level"
 AGENT_AMPLITUDE = "sensor.ag_test_agent_audio_level"
 EVENTS = "event.ag_test_conversation"
 TIMEOUT = 10.0
-
-
-def make_entry(server: LocalAgentServer, **options: Any) -> MockConfigEntry:
-    """An entry for the server's agent, as the config flow stores it."""
-    return MockConfigEntry(
-        domain=DOMAIN,
-        title=AGENT_ID,
-        unique_id=f"{AGENT_ID}@{server.authorize_url}",
-        data={
-            CONF_AGENT_ID: AGENT_ID,
-            CONF_AUTHORIZE_URL: server.authorize_url,
-            CONF_API_KEY: API_KEY,
-            CONF_WEBSOCKET_URL: server.websocket_url,
-        },
-        options={
-            CONF_METADATA: {"home": "test"},
-            CONF_TURN_TAKING: TurnTaking.AGENT,
-            CONF_IDLE_TIMEOUT: 300,
-            CONF_AUDIO_OUTPUT: True,
-            **options,
-        },
-    )
-
-
-async def setup(hass: HomeAssistant, entry: MockConfigEntry) -> LayercodeRuntime:
-    """Add and set up the entry; returns its runtime."""
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
-    assert entry.state is ConfigEntryState.LOADED
-    runtime: LayercodeRuntime = entry.runtime_data
-    return runtime
-
-
-@pytest.fixture
-async def loaded(
-    hass: HomeAssistant, agent_server: LocalAgentServer
-) -> AsyncIterator[MockConfigEntry]:
-    """A loaded entry, unloaded (and checked to leave nothing running) after the test."""
-    entry = make_entry(agent_server)
-    await setup(hass, entry)
-    yield entry
-    await unload(hass, entry)
-
-
-async def unload(hass: HomeAssistant, entry: MockConfigEntry) -> None:
-    """Unload and check that every session is closed."""
-    runtime: LayercodeRuntime = entry.runtime_data
-    assert await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
-    assert entry.state is ConfigEntryState.NOT_LOADED
-    assert runtime.conversations == {}
 
 
 class StateLog:
@@ -147,13 +89,6 @@ async def send_text(hass: HomeAssistant, entry: MockConfigEntry, text: str, **ex
 def connected_conversations(server: LocalAgentServer) -> list[Any]:
     """The server's conversations that had a WebSocket (set-up only authorizes)."""
     return [c for c in server.conversations.values() if c.session_ids]
-
-
-async def until(predicate: Callable[[], bool]) -> None:
-    """Wait (bounded) for something that happens on the other side of a socket."""
-    async with asyncio.timeout(TIMEOUT):
-        while not predicate():
-            await asyncio.sleep(0.02)
 
 
 async def test_setup_creates_device_and_entities(

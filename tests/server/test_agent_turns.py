@@ -12,7 +12,7 @@ from aiohttp import web
 from local_agent_server import EchoResponder, Reply, SendData, Speak, ToneTextToSpeech
 from local_agent_server.layercode_client import TurnTrigger
 
-from .conftest import StartServer
+from ..conftest import StartServer
 from .helpers import Connect, StartApp, heard, loud_frames, webhook_event
 
 TEXT = {"type": "client.response.text", "content": "hello"}

@@ -11,7 +11,7 @@ import pytest
 from local_agent_server import LocalAgentServer
 from local_agent_server.layercode_client import SessionConfig, TurnTrigger
 
-from .conftest import StartServer
+from ..conftest import StartServer
 from .helpers import Connect, authorize
 
 

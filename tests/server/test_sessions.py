@@ -17,7 +17,7 @@ from aiohttp import web
 
 from local_agent_server import EchoResponder, LocalAgentServer, WebhookBackend
 
-from .conftest import StartServer
+from ..conftest import StartServer
 from .helpers import Connect, StartApp, webhook_event
 
 TEXT = {"type": "client.response.text", "content": "hello"}

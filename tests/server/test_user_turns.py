@@ -5,7 +5,7 @@ from __future__ import annotations
 from local_agent_server import EnergySettings, ToneTextToSpeech
 from local_agent_server.layercode_client import TurnTrigger
 
-from .conftest import StartServer
+from ..conftest import StartServer
 from .helpers import Client, Connect, heard, loud_frames, quiet_frames
 
 PTT_START = {"type": "trigger.turn.start", "role": "user"}
