@@ -16,12 +16,10 @@ from homeassistant.helpers.typing import ConfigType
 
 from .client import (
     LAYERCODE_WEBSOCKET_URL,
+    TRANSIENT_ERRORS,
     Authorizer,
-    ConcurrencyLimitError,
     InvalidApiKeyError,
-    LayercodeConnectionError,
     LayercodeError,
-    ServerError,
     TurnTrigger,
 )
 from .const import (
@@ -95,7 +93,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: LayercodeConfigEntry) ->
             translation_key="invalid_auth",
             translation_placeholders={"error": err.message},
         ) from err
-    except (LayercodeConnectionError, ServerError, ConcurrencyLimitError) as err:
+    except TRANSIENT_ERRORS as err:
         raise ConfigEntryNotReady(
             translation_domain=DOMAIN,
             translation_key="cannot_connect",

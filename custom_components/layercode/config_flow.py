@@ -35,15 +35,13 @@ from yarl import URL
 from .client import (
     LAYERCODE_AUTHORIZE_URL,
     LAYERCODE_WEBSOCKET_URL,
+    TRANSIENT_ERRORS,
     AgentNotFoundError,
     Authorizer,
     BadRequestError,
-    ConcurrencyLimitError,
     InsufficientBalanceError,
     InvalidApiKeyError,
-    LayercodeConnectionError,
     LayercodeError,
-    ServerError,
 )
 from .const import (
     CONF_AGENT_ID,
@@ -173,7 +171,7 @@ async def async_try_authorize(
         error = "insufficient_balance"
     except (AgentNotFoundError, BadRequestError):
         error = "agent_not_found"
-    except (LayercodeConnectionError, ServerError, ConcurrencyLimitError):
+    except TRANSIENT_ERRORS:
         error = "cannot_connect"
     except LayercodeError as err:
         _LOGGER.warning("Authorizing agent %s at %s failed: %s", agent_id, authorize_url, err)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator
 import logging
 from typing import Literal
@@ -116,21 +115,5 @@ class LayercodeConversationEntity(LayercodeEntity, conversation.ConversationEnti
 async def _deltas(turn: AgentTurn) -> AsyncGenerator[AssistantContentDeltaDict]:
     """The agent's text as chat-log deltas, as it arrives (bounded)."""
     yield {"role": "assistant"}
-    stream = turn.text_deltas()
-    try:
-        while True:
-            piece = await _next(stream, REPLY_TIMEOUT)
-            if piece is None:
-                return
-            yield {"content": piece}
-    finally:
-        await stream.aclose()
-
-
-async def _next(stream: AsyncGenerator[str], timeout: float) -> str | None:
-    """The next text piece; None at the end or when the bound runs out."""
-    try:
-        async with asyncio.timeout(timeout):
-            return await anext(stream)
-    except (StopAsyncIteration, TimeoutError):
-        return None
+    async for piece in turn.text_deltas(REPLY_TIMEOUT):
+        yield {"content": piece}

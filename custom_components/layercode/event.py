@@ -15,7 +15,7 @@ PARALLEL_UPDATES = 0
 EVENT_DESCRIPTION = EventEntityDescription(
     key="conversation",
     translation_key="conversation",
-    event_types=list(RuntimeEventType.ALL),
+    event_types=[event_type.value for event_type in RuntimeEventType],
 )
 
 

@@ -108,7 +108,7 @@ class UserInput:
         return self.agent_turn
 
 
-class RuntimeEventType:
+class RuntimeEventType(StrEnum):
     """Event types of the event entity, also its translation keys."""
 
     USER_TRANSCRIPT = "user_transcript"
@@ -118,21 +118,12 @@ class RuntimeEventType:
     AGENT_SPEAKING_STOPPED = "agent_speaking_stopped"
     ERROR = "error"
 
-    ALL = (
-        USER_TRANSCRIPT,
-        AGENT_RESPONSE,
-        AGENT_DATA,
-        AGENT_SPEAKING_STARTED,
-        AGENT_SPEAKING_STOPPED,
-        ERROR,
-    )
-
 
 @dataclass(frozen=True, slots=True)
 class RuntimeEvent:
     """Something the agent or user did, for the event entity and automations."""
 
-    event_type: str
+    event_type: RuntimeEventType
     conversation_id: str
     device_id: str | None
     attributes: dict[str, Any] = field(default_factory=dict)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator
 from datetime import datetime
 import logging
@@ -121,19 +120,6 @@ class LayercodeTextToSpeech(LayercodeEntity, tts.TextToSpeechEntity):
             _LOGGER.warning("Cannot start a conversation with the agent: %s", err)
             return None
 
-    async def async_get_tts_audio(
-        self, message: str, language: str, options: dict[str, Any]
-    ) -> tts.TtsAudioType:
-        """The same as a stream, collected (for callers that do not stream)."""
-
-        async def message_gen() -> AsyncGenerator[str]:
-            yield message
-
-        response = await self.async_stream_tts_audio(
-            TTSAudioRequest(language, options, message_gen())
-        )
-        return response.extension, b"".join([chunk async for chunk in response.data_gen])
-
     async def _agent_wav(self, turn: AgentTurn, options: dict[str, Any]) -> AsyncGenerator[bytes]:
         """Streaming WAV in the requested rate, channels and width, as the agent speaks."""
         rate = int(options.get(tts.ATTR_PREFERRED_SAMPLE_RATE) or AGENT_RATE)
@@ -141,22 +127,10 @@ class LayercodeTextToSpeech(LayercodeEntity, tts.TextToSpeechEntity):
         width = int(options.get(tts.ATTR_PREFERRED_SAMPLE_BYTES) or 2)
         converter = PcmConverter(AGENT_RATE, rate, channels, width)
         yield streaming_wav_header(rate, channels, width)
-        audio = turn.audio_stream()
-        try:
-            self._schedule_cleanup()
-            while True:
-                try:
-                    async with asyncio.timeout(REPLY_TIMEOUT):
-                        chunk = await anext(audio)
-                except StopAsyncIteration:
-                    return
-                except TimeoutError:
-                    _LOGGER.warning("Agent audio stalled for %s s; ending the reply", REPLY_TIMEOUT)
-                    return
-                if converted := converter.process(chunk):
-                    yield converted
-        finally:
-            await audio.aclose()
+        self._schedule_cleanup()
+        async for chunk in turn.audio_stream(REPLY_TIMEOUT):
+            if converted := converter.process(chunk):
+                yield converted
 
     async def _fallback(self, text: str, language: str) -> TTSAudioResponse:
         """Text without agent audio: the fallback engine, or a short silence."""

@@ -7,6 +7,7 @@ PyPI as its own library.
 from .authorize import LAYERCODE_AUTHORIZE_URL, SDK_VERSION, Authorizer
 from .config import Authorization, SessionConfig, TurnTrigger, VadConfig
 from .errors import (
+    TRANSIENT_ERRORS,
     AgentNotFoundError,
     AuthorizeError,
     BadRequestError,
@@ -39,6 +40,7 @@ __all__ = [
     "LAYERCODE_AUTHORIZE_URL",
     "LAYERCODE_WEBSOCKET_URL",
     "SDK_VERSION",
+    "TRANSIENT_ERRORS",
     "AgentNotFoundError",
     "AgentSpeakingChanged",
     "AgentTurn",

@@ -50,12 +50,9 @@ class Decimator:
 
     def process(self, pcm: bytes) -> bytes:
         """Resample one chunk; returns whatever output samples it completes."""
-        pcm = self._odd_byte + pcm
-        usable = len(pcm) - len(pcm) % SAMPLE_WIDTH
-        self._odd_byte = pcm[usable:]
-        if not usable:
+        samples, self._odd_byte = _whole_samples(self._odd_byte + pcm)
+        if not len(samples):
             return b""
-        samples = np.frombuffer(pcm[:usable], dtype="<i2").astype(np.float64)
         signal: npt.NDArray[np.float64] = np.concatenate((self._history, samples))
         filtered = np.convolve(signal, self._taps, mode="valid").astype(np.float64)
         self._history = signal[len(signal) - len(self._history) :]
@@ -68,6 +65,12 @@ class Decimator:
         self._history[:] = 0
         self._phase = 0
         self._odd_byte = b""
+
+
+def _whole_samples(pcm: bytes) -> tuple[npt.NDArray[np.float64], bytes]:
+    """The whole 16-bit samples in `pcm` as floats, and the odd byte left over for later."""
+    usable = len(pcm) - len(pcm) % SAMPLE_WIDTH
+    return np.frombuffer(pcm[:usable], dtype="<i2").astype(np.float64), pcm[usable:]
 
 
 def to_pcm(samples: npt.NDArray[np.float64]) -> bytes:
@@ -161,10 +164,7 @@ class PcmConverter:
 
     def process(self, pcm: bytes) -> bytes:
         """Convert one chunk; returns the output samples it completes."""
-        pcm = self._odd_byte + pcm
-        usable = len(pcm) - len(pcm) % SAMPLE_WIDTH
-        self._odd_byte = pcm[usable:]
-        samples = np.frombuffer(pcm[:usable], dtype="<i2").astype(np.float64)
+        samples, self._odd_byte = _whole_samples(self._odd_byte + pcm)
         if self._previous is not None:
             samples = np.concatenate(([self._previous], samples))
         if len(samples) < 2:

@@ -68,5 +68,13 @@ def authorize_error(status: int, message: str) -> AuthorizeError:
     return _BY_STATUS.get(status, AuthorizeError)(status, message)
 
 
+TRANSIENT_ERRORS: tuple[type[LayercodeError], ...] = (
+    LayercodeConnectionError,
+    ServerError,
+    ConcurrencyLimitError,
+)
+"""Failures that may pass by themselves: retry later. Anything else needs the user."""
+
+
 class SessionClosedError(LayercodeError):
     """The session is not connected, so the message could not be sent."""

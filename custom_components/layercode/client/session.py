@@ -17,11 +17,11 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from .audio import Decimator, FrameBatcher, rms_level
+from .audio import FRAME_BYTES, Decimator, FrameBatcher, rms_level
 from .authorize import Authorizer
 from .config import Authorization, SessionConfig, TurnTrigger
 from .errors import (
-    AuthorizeError,
+    TRANSIENT_ERRORS,
     LayercodeConnectionError,
     LayercodeError,
     LayercodeTimeoutError,
@@ -128,7 +128,9 @@ class LayercodeSession:
         self._send_lock = asyncio.Lock()
         self._closing = False
         self._decimator = Decimator()
-        self._batcher = FrameBatcher()
+        # 16 kHz input is collected a frame's worth at a time and resampled once per frame,
+        # not once per 10 ms chunk: an even-length block gives exactly one 8 kHz frame.
+        self._batcher = FrameBatcher(2 * FRAME_BYTES)
         self._preroll: deque[bytes] = deque(maxlen=self.config.vad.buffer_frames)
         self._speech_open = False
         self._interrupted_turn_ids: deque[str] = deque(maxlen=32)
@@ -259,13 +261,11 @@ class LayercodeSession:
             await asyncio.sleep(delay)
             try:
                 await self._open(resumed=True)
-            except AuthorizeError as err:
-                if err.status < 500 and err.status != 429:
-                    error = err
-                    break
+            except TRANSIENT_ERRORS as err:
                 error = err
             except LayercodeError as err:
                 error = err
+                break
             else:
                 self._reconnect = None
                 return
@@ -531,7 +531,8 @@ class LayercodeSession:
         """Hand over 16 kHz 16-bit mono PCM from the microphone, in chunks of any size."""
         if not self._capturing:
             return
-        for frame in self._batcher.push(self._decimator.process(pcm)):
+        for block in self._batcher.push(pcm):
+            frame = self._decimator.process(block)
             self.user_amplitude = rms_level(frame)
             self._emit(AmplitudeChanged("user", self.user_amplitude))
             if self._speech_open or not self._gated:
@@ -544,7 +545,7 @@ class LayercodeSession:
         if not self._speech_open:
             return
         self._speech_open = False
-        rest = self._batcher.flush()
+        rest = self._decimator.process(self._batcher.flush())
         if rest and self._capturing:
             await self._send(client_audio(rest))
         self._decimator.reset()

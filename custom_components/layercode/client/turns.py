@@ -10,6 +10,9 @@ from typing import Any
 
 _LOGGER = logging.getLogger(__name__)
 
+STALL_TIMEOUT = 30.0
+"""Bound on waiting for more of a turn that has not ended."""
+
 
 class AgentTurn:
     """Text, data and audio of one agent turn.
@@ -124,8 +127,8 @@ class AgentTurn:
             return False
         return True
 
-    async def text_deltas(self) -> AsyncGenerator[str]:
-        """Yield the text as it grows, until the turn ends. Any number of readers."""
+    async def text_deltas(self, stall_timeout: float = STALL_TIMEOUT) -> AsyncGenerator[str]:
+        """Yield the text as it grows, until the turn ends or stalls. Any number of readers."""
         sent = 0
         while True:
             waiter = self._text_changed
@@ -134,10 +137,17 @@ class AgentTurn:
                 sent = len(self.text)
             if self.ended:
                 return
-            await waiter
+            done, _ = await asyncio.wait({waiter}, timeout=stall_timeout)
+            if not done:
+                self._log_stall("text", stall_timeout)
+                return
 
-    async def audio_stream(self) -> AsyncGenerator[bytes]:
-        """Yield the turn's audio as it arrives, until the turn ends. Only one reader."""
+    async def audio_stream(self, stall_timeout: float = STALL_TIMEOUT) -> AsyncGenerator[bytes]:
+        """Yield the turn's audio as it arrives, until the turn ends or stalls. Only one reader.
+
+        A stalled turn (nothing new for `stall_timeout` seconds) ends the stream and counts
+        as played, so that neither the reader nor the conversation waits forever.
+        """
         if self._consumed:
             raise RuntimeError(f"Audio of agent turn {self.turn_id} is already being read")
         self._consumed = True
@@ -151,10 +161,20 @@ class AgentTurn:
                 if self.ended:
                     return
                 self._changed.clear()
-                await self._changed.wait()
+                try:
+                    async with asyncio.timeout(stall_timeout):
+                        await self._changed.wait()
+                except TimeoutError:
+                    self._log_stall("audio", stall_timeout)
+                    return
         finally:
             self._drop_buffer()
             self._finish()
+
+    def _log_stall(self, what: str, timeout: float) -> None:
+        _LOGGER.warning(
+            "Agent turn %s: no %s and no end for %g s; giving up on it", self.turn_id, what, timeout
+        )
 
     def _drop_buffer(self) -> None:
         self._chunks.clear()
