@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Callable, Mapping
-from contextlib import aclosing
+from contextlib import aclosing, suppress
 from dataclasses import dataclass
 import json
 import logging
@@ -175,5 +175,6 @@ class WebhookBackend:
             await response.write(_sse({"type": "response.error", "error": str(err)}))
         else:
             await response.write(_sse({"type": "response.end", "turn_id": turn_id}))
-        await response.write_eof()
+        with suppress(ConnectionResetError):  # the server aborted it meanwhile
+            await response.write_eof()
         return response

@@ -85,7 +85,8 @@ class LocalAgentServer:
         if webhook_url is not None and backend is not None:
             raise ValueError("backend answers only when there is no webhook_url")
         self.agent_id = agent_id
-        self._api_key = api_key
+        self.api_key = api_key
+        """The bearer token authorize requires (None: any); changing it revokes the old one."""
         self._config = SessionConfig(
             trigger=trigger, can_interrupt=can_interrupt, vad=vad or VadConfig()
         )
@@ -210,9 +211,9 @@ class LocalAgentServer:
             await asyncio.wait(pending)
 
     async def _authorize(self, request: web.Request) -> web.Response:
-        if self._api_key is not None:
+        if self.api_key is not None:
             supplied = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(supplied, f"Bearer {self._api_key}".encode()):
+            if not hmac.compare_digest(supplied, f"Bearer {self.api_key}".encode()):
                 return _error(401, "invalid API key")
         try:
             body: Any = await request.json()

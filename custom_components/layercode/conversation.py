@@ -10,17 +10,17 @@ from homeassistant.components import conversation
 from homeassistant.components.conversation import AssistantContentDeltaDict
 from homeassistant.const import MATCH_ALL
 from homeassistant.core import HomeAssistant
-from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import intent
 from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.helpers.translation import async_get_translations
 
 from . import LayercodeConfigEntry
 from .client import AgentTurn
 from .const import DOMAIN
 from .entity import LayercodeEntity
-from .runtime import ACTION_INPUT, REPLY_TIMEOUT, InputSource
-from .voice import async_check_local_intents, bind_to_chat_session
+from .runtime import ACTION_INPUT, InputSource
+from .voice import async_check_local_intents, bind_to_chat_session, current_conversation_id
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -28,6 +28,9 @@ PARALLEL_UPDATES = 0
 CONTINUE_KEY = "continue_conversation"
 """A `response.data` object with this key (true/false) says whether the agent expects an
 answer; without one, a reply that ends in a question mark does."""
+
+NO_ANSWER_MESSAGE = "The agent did not answer. Please try again."
+"""What the user hears when the agent does not answer, where no translation is found."""
 
 CONVERSATION_DESCRIPTION = EntityDescription(key="conversation")
 
@@ -66,6 +69,11 @@ class LayercodeConversationEntity(LayercodeEntity, conversation.ConversationEnti
         self.runtime.agent_entity_id = self.entity_id
         async_check_local_intents(self.hass, self.entity_id)
 
+    async def async_prepare(self, language: str | None = None) -> None:
+        """Open the agent session while the user still speaks (a run's start, the Assist
+        dialog opening), so that the first turn after a long idle is not a cold start."""
+        await self.runtime.async_prepare(current_conversation_id())
+
     @property
     def supported_languages(self) -> list[str] | Literal["*"]:
         """Any language: the agent decides."""
@@ -81,28 +89,19 @@ class LayercodeConversationEntity(LayercodeEntity, conversation.ConversationEnti
             chat_log.conversation_id, device_id=user_input.device_id
         )
         bind_to_chat_session(self.hass, runtime, conv)
-        turn: AgentTurn | None
         pending = runtime.async_pending_voice_input(conv, user_input.text)
         if pending is None:
             source = InputSource.ACTION if ACTION_INPUT.get() else InputSource.ASSIST
             pending = runtime.async_begin_input(conv, source)
             pending.text = user_input.text
-            turn = await runtime.async_send_and_wait(conv, pending)
-        else:
-            turn = await pending.wait_agent_turn(REPLY_TIMEOUT)
+        turn = await runtime.async_answer(conv, pending)
         pending.answered = True
         if turn is None:
-            raise HomeAssistantError(
-                translation_domain=DOMAIN,
-                translation_key="no_reply",
-                translation_placeholders={"error": "timeout"},
-            )
+            return await self._no_answer(user_input, chat_log)
         async for _content in chat_log.async_add_delta_content_stream(
             user_input.agent_id, _deltas(turn)
         ):
             pass
-        if not turn.ended:
-            _LOGGER.warning("The agent's answer did not end within %s s", REPLY_TIMEOUT)
         intent_response = intent.IntentResponse(language=user_input.language)
         intent_response.async_set_speech(turn.text)
         return conversation.ConversationResult(
@@ -111,9 +110,28 @@ class LayercodeConversationEntity(LayercodeEntity, conversation.ConversationEnti
             continue_conversation=expects_answer(turn),
         )
 
+    async def _no_answer(
+        self, user_input: conversation.ConversationInput, chat_log: conversation.ChatLog
+    ) -> conversation.ConversationResult:
+        """Say, in the user's language, that the agent did not answer (the TTS makes it heard)."""
+        translations = await async_get_translations(
+            self.hass, user_input.language, "exceptions", [DOMAIN]
+        )
+        message = translations.get(
+            f"component.{DOMAIN}.exceptions.no_answer.message", NO_ANSWER_MESSAGE
+        )
+        chat_log.async_add_assistant_content_without_tools(
+            conversation.AssistantContent(agent_id=user_input.agent_id, content=message)
+        )
+        intent_response = intent.IntentResponse(language=user_input.language)
+        intent_response.async_set_error(intent.IntentResponseErrorCode.UNKNOWN, message)
+        return conversation.ConversationResult(
+            response=intent_response, conversation_id=chat_log.conversation_id
+        )
+
 
 async def _deltas(turn: AgentTurn) -> AsyncGenerator[AssistantContentDeltaDict]:
     """The agent's text as chat-log deltas, as it arrives (bounded)."""
     yield {"role": "assistant"}
-    async for piece in turn.text_deltas(REPLY_TIMEOUT):
+    async for piece in turn.text_deltas():
         yield {"content": piece}

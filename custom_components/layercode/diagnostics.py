@@ -43,6 +43,7 @@ async def async_get_config_entry_diagnostics(
                 }
                 for conversation in runtime.conversations.values()
             ],
+            "recent_turns": list(runtime.recent_turns),
         },
         TO_REDACT,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,7 +26,6 @@ from homeassistant.helpers.event import async_call_later
 from homeassistant.util import dt as dt_util, ulid as ulid_util
 
 from .client import (
-    AgentSpeakingChanged,
     AgentTurn,
     AgentTurnStarted,
     AmplitudeChanged,
@@ -41,12 +40,14 @@ from .client import (
     UserSpeakingChanged,
 )
 from .client.messages import ResponseData, ResponseEnd, UserTranscript
+from .client.playout import Playout
 from .const import DOMAIN
 
 _LOGGER = logging.getLogger(__name__)
 
-REPLY_TIMEOUT = 30.0
-"""Bound on waiting for the agent's answer to typed or spoken input."""
+REPLY_TIMEOUT = 20.0
+"""Bound on waiting for the agent to start answering typed or spoken input; the user then
+hears a failure message instead of silence."""
 UNCLAIMED_AUDIO_TIMEOUT = 5.0
 """How long an agent turn's audio waits for a TTS stream to claim it. The TTS stage starts
 right after the conversation stage, so anything longer means no TTS stage follows."""
@@ -54,7 +55,9 @@ INPUT_HISTORY = 4
 WELCOME_TIMEOUT = 4.0
 """Bound on waiting for the agent's welcome on a new session."""
 SPARE_LIFETIME = timedelta(seconds=60)
-"""How long a session opened for a welcome waits for its conversation."""
+"""How long a session opened ahead (a welcome, a prepare) waits for its conversation."""
+RECENT_TURNS = 10
+"""How many turns' timings diagnostics keep."""
 
 
 ACTION_INPUT: ContextVar[bool] = ContextVar("layercode_action_input", default=False)
@@ -92,14 +95,35 @@ class UserInput:
     earlier_user_turn: str | None = None
     """The agent's id of the user turn before this one. An aborted run closes its turn without
     waiting for the transcript, which may then arrive during the next run: it is not this one's."""
+    failed: bool = False
+    """The connection was lost before an answer started: none will come."""
+    ended_at: float | None = None
+    """Loop time of the end of the user's speech (or of sending typed text)."""
+    transcript_at: float | None = None
     attached: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def close(self, ended_at: float | None = None) -> None:
+        """The user's turn is over (its end goes on the wire next): an answer may start.
+
+        `ended_at` is when the user stopped speaking, if known; else now.
+        """
+        if not self.closed:
+            self.closed = True
+            self.ended_at = ended_at or asyncio.get_running_loop().time()
+
+    def fail(self) -> None:
+        """No answer will come (the connection was lost): stop waiting for one."""
+        if self.agent_turn is None:
+            self.failed = True
+            self.attached.set()
 
     def owns_transcript(self, turn_id: str | None) -> bool:
         """Whether a user transcript of the agent's user turn `turn_id` may be this input's."""
         return turn_id is None or turn_id != self.earlier_user_turn
 
     async def wait_agent_turn(self, timeout: float) -> AgentTurn | None:
-        """The agent turn answering this input; None if none started within the bound."""
+        """The agent turn answering this input; None if none started within the bound or
+        the connection was lost."""
         try:
             async with asyncio.timeout(timeout):
                 await self.attached.wait()
@@ -116,6 +140,8 @@ class RuntimeEventType(StrEnum):
     AGENT_DATA = "agent_data"
     AGENT_SPEAKING_STARTED = "agent_speaking_started"
     AGENT_SPEAKING_STOPPED = "agent_speaking_stopped"
+    TURN_FINISHED = "turn_finished"
+    """A played turn's timings, in ms from the end of the user's speech."""
     ERROR = "error"
 
 
@@ -154,6 +180,15 @@ class Conversation:
     heard: UserInput | None = None
     """The input whose transcript came last: the next agent turn answers it."""
     chat_session_bound: bool = False
+    welcomed: bool = False
+    """Its welcome was played (a spare with it is used up)."""
+    speaking: bool = False
+    """The agent's audio is playing at a listener (a TTS stream), by the audio's own length."""
+    speaking_ends: asyncio.TimerHandle | None = None
+
+    def input_for(self, turn: AgentTurn) -> UserInput | None:
+        """The user input that `turn` answers, if it is still remembered."""
+        return next((i for i in self.inputs if i.agent_turn is turn), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +227,8 @@ class LayercodeRuntime:
         self._event_listeners: list[Callable[[RuntimeEvent], None]] = []
         self._amplitude_listeners: list[CALLBACK_TYPE] = []
         self._closed = False
+        self.recent_turns: deque[dict[str, Any]] = deque(maxlen=RECENT_TURNS)
+        """Timings of the last turns played, for diagnostics."""
 
     # -- aggregate state -------------------------------------------------------------
 
@@ -210,8 +247,8 @@ class LayercodeRuntime:
 
     @property
     def agent_speaking(self) -> bool:
-        """Whether the agent speaks in any conversation."""
-        return any(c.session.agent_speaking for c in self.conversations.values())
+        """Whether the agent's voice is playing on a listener, in any conversation."""
+        return any(c.speaking for c in self.conversations.values())
 
     @property
     def user_speaking(self) -> bool:
@@ -262,13 +299,13 @@ class LayercodeRuntime:
         if self._closed:
             raise HomeAssistantError(translation_domain=DOMAIN, translation_key="not_loaded")
         conversation_id = conversation_id or ulid_util.ulid_now()
+        if (pending := self._opening.get(conversation_id)) is not None:
+            return await asyncio.shield(pending)
         if (conversation := self.conversations.get(conversation_id)) is not None:
             if device_id:
                 conversation.device_id = device_id
             self._touch(conversation)
             return conversation
-        if (pending := self._opening.get(conversation_id)) is not None:
-            return await asyncio.shield(pending)
         if (spare := self._adopt_spare(conversation_id)) is not None:
             if device_id:
                 spare.device_id = device_id
@@ -278,8 +315,9 @@ class LayercodeRuntime:
         try:
             conversation = await self._open(conversation_id, device_id)
         except BaseException as err:
-            future.set_exception(err)
-            future.exception()  # retrieved here; waiters get it too
+            if not future.done():
+                future.set_exception(err)
+                future.exception()  # retrieved here; waiters get it too
             raise
         finally:
             self._opening.pop(conversation_id, None)
@@ -307,8 +345,7 @@ class LayercodeRuntime:
         the start audio before it creates the conversation, so the session waits as a spare
         that the conversation's first turn adopts.
         """
-        conversation = await self.async_get_conversation()
-        self._spare_id = conversation.conversation_id
+        conversation = await self._async_spare()
         if conversation.unprompted is None:
             waiter = conversation.session.expect(lambda e: isinstance(e, AgentTurnStarted))
             try:
@@ -316,6 +353,7 @@ class LayercodeRuntime:
             except LayercodeError:
                 return None
         turn, conversation.unprompted = conversation.unprompted, None
+        conversation.welcomed = True
         return turn
 
     async def _open(self, conversation_id: str, device_id: str | None) -> Conversation:
@@ -366,6 +404,10 @@ class LayercodeRuntime:
         if conversation.idle_timer:
             conversation.idle_timer()
             conversation.idle_timer = None
+        if conversation.speaking_ends is not None:
+            conversation.speaking_ends.cancel()
+            conversation.speaking_ends = None
+        conversation.speaking = False
         await conversation.session.disconnect()
         conversation.remove_listener()
 
@@ -418,22 +460,17 @@ class LayercodeRuntime:
     def _on_session_event(self, conversation: Conversation, event: SessionEvent) -> None:
         cid = conversation.conversation_id
         match event:
-            case StatusChanged() | UserSpeakingChanged():
+            case StatusChanged(status=status):
+                if status is not SessionStatus.CONNECTED:
+                    # Lost, closed or failed: no answer will come to what is waiting.
+                    for user_input in conversation.inputs:
+                        user_input.fail()
+                self._notify_state()
+            case UserSpeakingChanged():
                 self._notify_state()
             case AmplitudeChanged():
                 for listener in list(self._amplitude_listeners):
                     listener()
-            case AgentSpeakingChanged(speaking=speaking):
-                self._notify_state()
-                self._fire(
-                    RuntimeEvent(
-                        RuntimeEventType.AGENT_SPEAKING_STARTED
-                        if speaking
-                        else RuntimeEventType.AGENT_SPEAKING_STOPPED,
-                        cid,
-                        conversation.device_id,
-                    )
-                )
             case UserTranscript(content=content, turn_id=turn_id):
                 self._touch(conversation)
                 conversation.heard = next(
@@ -442,7 +479,8 @@ class LayercodeRuntime:
                 )
                 if conversation.heard is not None:
                     # The agent heard the turn end (its own turn detection may decide it).
-                    conversation.heard.closed = True
+                    conversation.heard.close()
+                    conversation.heard.transcript_at = self.hass.loop.time()
                 self._fire(
                     RuntimeEvent(
                         RuntimeEventType.USER_TRANSCRIPT,
@@ -563,6 +601,129 @@ class LayercodeRuntime:
             return turn
         return None
 
+    # -- playback: what a listener hears, and when --------------------------------------
+
+    @callback
+    def async_playout(
+        self,
+        conversation_id: str | None,
+        turn: AgentTurn | Awaitable[AgentTurn | None],
+        *,
+        paced: bool,
+    ) -> Playout:
+        """A playout of `turn` whose audio drives the speaking state and the turn's timings.
+
+        The conversation is the stream's own, else the one whose session the turn came from
+        (a welcome is played before its conversation exists).
+        """
+
+        def owner() -> Conversation | None:
+            return self.conversations.get(conversation_id or "") or next(
+                (c for c in self.conversations.values() if c.session.agent_turn is playout.turn),
+                None,
+            )
+
+        def started() -> None:
+            if (conversation := owner()) is not None:
+                self._speaking_started(conversation)
+
+        def ends(at: float) -> None:
+            if (conversation := owner()) is not None:
+                self._speaking_ends(conversation, playout, at)
+
+        playout = Playout(turn, paced=paced, on_audio_start=started, on_audio_end=ends)
+        return playout
+
+    @callback
+    def _speaking_started(self, conversation: Conversation) -> None:
+        if conversation.speaking_ends is not None:
+            conversation.speaking_ends.cancel()
+            conversation.speaking_ends = None
+        if not conversation.speaking:
+            conversation.speaking = True
+            self._notify_state()
+            self._fire_conversation(conversation, RuntimeEventType.AGENT_SPEAKING_STARTED)
+
+    @callback
+    def _speaking_ends(self, conversation: Conversation, playout: Playout, at: float) -> None:
+        """The agent's audio plays out at loop time `at`: the speaking state ends then."""
+        if conversation.speaking_ends is not None:
+            conversation.speaking_ends.cancel()
+        conversation.speaking_ends = self.hass.loop.call_at(
+            at, self._speaking_stopped, conversation, playout
+        )
+
+    @callback
+    def _speaking_stopped(self, conversation: Conversation, playout: Playout) -> None:
+        conversation.speaking_ends = None
+        if conversation.speaking:
+            conversation.speaking = False
+            self._notify_state()
+            self._fire_conversation(conversation, RuntimeEventType.AGENT_SPEAKING_STOPPED)
+        turn = playout.turn
+        user_input = conversation.input_for(turn) if turn is not None else None
+        if turn is None or user_input is None or user_input.ended_at is None:
+            return
+        origin = user_input.ended_at
+
+        def since(moment: float | None) -> int | None:
+            return None if moment is None else round((moment - origin) * 1000)
+
+        timings = {
+            "transcript_ms": since(user_input.transcript_at),
+            "first_text_ms": since(turn.first_text_at),
+            "first_audio_ms": since(playout.first_audio_at),
+            "playback_end_ms": since(playout.audio_end_at),
+        }
+        self.recent_turns.append(
+            {
+                "conversation_id": conversation.conversation_id,
+                "source": user_input.source,
+                **timings,
+            }
+        )
+        self._fire_conversation(conversation, RuntimeEventType.TURN_FINISHED, timings)
+
+    @callback
+    def _fire_conversation(
+        self,
+        conversation: Conversation,
+        event_type: RuntimeEventType,
+        attributes: dict[str, Any] | None = None,
+    ) -> None:
+        self._fire(
+            RuntimeEvent(
+                event_type, conversation.conversation_id, conversation.device_id, attributes or {}
+            )
+        )
+
+    @callback
+    def async_interrupt(self, conversation: Conversation) -> None:
+        """A new run on this conversation (wake word, "stop"): silence the agent at once."""
+        conversation.session.interrupt_agent()
+
+    async def async_prepare(self, conversation_id: str | None) -> None:
+        """Open the session before it is needed: the run's own, or a spare for the next one."""
+        try:
+            if conversation_id is None:
+                await self._async_spare()
+            else:
+                await self.async_get_conversation(conversation_id)
+        except HomeAssistantError as err:
+            _LOGGER.debug("Could not prepare a session: %s", err)
+
+    async def _async_spare(self) -> Conversation:
+        """The session that the next new conversation adopts, opened if there is none."""
+        spare = self.conversations.get(self._spare_id or "")
+        if (
+            spare is None
+            or spare.welcomed
+            or dt_util.utcnow() - spare.last_activity > SPARE_LIFETIME
+        ):
+            spare = await self.async_get_conversation()
+            self._spare_id = spare.conversation_id
+        return spare
+
     # -- actions ---------------------------------------------------------------------
 
     async def async_send_text(
@@ -612,26 +773,26 @@ class LayercodeRuntime:
                     break
         return AgentReply(speech, cid, data)
 
-    async def async_send_and_wait(
+    async def async_answer(
         self, conversation: Conversation, user_input: UserInput
-    ) -> AgentTurn:
-        """Send a typed input and wait (bounded) for the whole answer."""
-        user_input.closed = True
-        try:
-            await conversation.session.send_text(user_input.text or "")
-        except LayercodeError as err:
-            raise HomeAssistantError(
-                translation_domain=DOMAIN,
-                translation_key="no_reply",
-                translation_placeholders={"error": str(err)},
-            ) from err
+    ) -> AgentTurn | None:
+        """The agent turn answering `user_input`, sending it first if it is typed.
+
+        None when no answer (no text) starts within REPLY_TIMEOUT, or the connection is lost
+        first.
+        """
+        if user_input.source is not InputSource.VOICE:
+            user_input.close()
+            try:
+                await conversation.session.send_text(user_input.text or "")
+            except LayercodeError as err:
+                _LOGGER.warning("Could not send the text to the agent: %s", err)
+                return None
         turn = await user_input.wait_agent_turn(REPLY_TIMEOUT)
-        if turn is None or not await turn.wait_ended(REPLY_TIMEOUT):
-            raise HomeAssistantError(
-                translation_domain=DOMAIN,
-                translation_key="no_reply",
-                translation_placeholders={"error": "timeout"},
-            )
+        if turn is not None and (not await turn.wait_text(REPLY_TIMEOUT) or not turn.text):
+            turn = None
+        if turn is None and not user_input.failed:
+            _LOGGER.warning("The agent did not answer within %s s", REPLY_TIMEOUT)
         return turn
 
     async def async_send_data(

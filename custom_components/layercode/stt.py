@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable
+from collections.abc import AsyncGenerator, AsyncIterable
 import contextlib
 import logging
 
@@ -97,8 +97,21 @@ class LayercodeSpeechToText(LayercodeEntity, stt.SpeechToTextEntity):
     ) -> stt.SpeechResult:
         """Send the user's speech as one user turn and return the agent's transcript."""
         async_check_local_intents(self.hass, self.runtime.agent_entity_id)
+        conversation_id = current_conversation_id()
+        if (running := self.runtime.conversations.get(conversation_id or "")) is not None:
+            # A new run on this conversation (wake word, "stop"): the agent stops talking.
+            self.runtime.async_interrupt(running)
+        microphone = Microphone(stream)
         try:
-            conversation = await self.runtime.async_get_conversation(current_conversation_id())
+            return await self._transcribe(conversation_id, microphone)
+        finally:
+            await microphone.close()
+
+    async def _transcribe(
+        self, conversation_id: str | None, microphone: Microphone
+    ) -> stt.SpeechResult:
+        try:
+            conversation = await self.runtime.async_get_conversation(conversation_id)
         except HomeAssistantError as err:
             _LOGGER.warning("Speech-to-text failed: %s", err)
             return stt.SpeechResult(None, stt.SpeechResultState.ERROR)
@@ -113,17 +126,18 @@ class LayercodeSpeechToText(LayercodeEntity, stt.SpeechToTextEntity):
         try:
             await session.begin_user_speech()
             if self.runtime.settings.agent_turn_detection:
-                event = await _stream_until_transcript(session, stream, transcript, user_input)
+                event = await _stream_until_transcript(session, microphone, transcript, user_input)
             else:
-                async for chunk in stream:
+                async for chunk in microphone.chunks():
                     await session.send_audio(chunk)
-                user_input.closed = True
+                user_input.close(microphone.ended_at)
                 await session.end_user_speech()
                 event = await transcript.wait(TRANSCRIPT_TIMEOUT)
         except asyncio.CancelledError:
             # The run was aborted: close the turn so the next one starts clean, and let
             # nobody wait for (or play) its answer.
-            user_input.abandoned = user_input.closed = True
+            user_input.abandoned = True
+            user_input.close()
             with contextlib.suppress(LayercodeError):
                 await session.end_user_speech()
             raise
@@ -140,9 +154,43 @@ class LayercodeSpeechToText(LayercodeEntity, stt.SpeechToTextEntity):
         return stt.SpeechResult(text, stt.SpeechResultState.SUCCESS)
 
 
+class Microphone:
+    """Reads the satellite's audio from the start of the run, also while the session opens.
+
+    Home Assistant detects the end of speech as the audio is read; reading at once keeps that
+    on time, and a first turn after a long idle loses nothing to authorizing and connecting.
+    """
+
+    def __init__(self, stream: AsyncIterable[bytes]) -> None:
+        self.ended_at: float | None = None
+        """Loop time at which the stream ended (Home Assistant heard the end of speech)."""
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._reader = asyncio.ensure_future(self._read(stream))
+
+    async def _read(self, stream: AsyncIterable[bytes]) -> None:
+        try:
+            async for chunk in stream:
+                self._queue.put_nowait(chunk)
+        finally:
+            self.ended_at = asyncio.get_running_loop().time()
+            self._queue.put_nowait(None)
+
+    async def chunks(self) -> AsyncGenerator[bytes]:
+        """The audio so far, then as it comes, until the stream ends."""
+        while (chunk := await self._queue.get()) is not None:
+            yield chunk
+        if not self._reader.cancelled() and (error := self._reader.exception()) is not None:
+            raise error
+
+    async def close(self) -> None:
+        """Stop reading."""
+        self._reader.cancel()
+        await asyncio.gather(self._reader, return_exceptions=True)
+
+
 async def _stream_until_transcript(
     session: LayercodeSession,
-    stream: AsyncIterable[bytes],
+    microphone: Microphone,
     transcript: EventWaiter,
     user_input: UserInput,
 ) -> SessionEvent:
@@ -153,7 +201,7 @@ async def _stream_until_transcript(
     """
 
     async def feed() -> None:
-        async for chunk in stream:
+        async for chunk in microphone.chunks():
             await session.send_audio(chunk)
 
     feeder = asyncio.ensure_future(feed())
@@ -162,10 +210,10 @@ async def _stream_until_transcript(
         await asyncio.wait({feeder, heard}, return_when=asyncio.FIRST_COMPLETED)
         if not heard.done():
             feeder.result()  # the stream ended, or failed
-            user_input.closed = True
+            user_input.close(microphone.ended_at)
             await session.end_user_speech()
         else:
-            user_input.closed = True
+            user_input.close()
         return await heard
     finally:
         for task in (feeder, heard):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from datetime import datetime
 import logging
 from pathlib import Path
@@ -20,8 +20,9 @@ from homeassistant.util import ulid as ulid_util
 from . import LayercodeConfigEntry
 from .client import AgentTurn
 from .client.audio import AGENT_RATE, PcmConverter, streaming_wav_header
+from .client.playout import failure_cue
+from .compat import HA_2025_5
 from .entity import LayercodeEntity
-from .runtime import REPLY_TIMEOUT
 from .voice import SUPPORTED_LANGUAGES, current_conversation_id
 
 _LOGGER = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ PARALLEL_UPDATES = 0
 TURN_OPTION = "layercode_turn"
 """A fresh value per TTS stream. It is part of Home Assistant's cache key, so that the same
 reply text on two turns never replays the first turn's audio from the cache."""
-SILENCE_SECONDS = 0.3
+SILENCE_BYTES = int(AGENT_RATE * 0.3) * 2
 CACHE_CLEANUP_DELAY = 30.0
 """After a reply, its copy in Home Assistant's TTS file cache is deleted: with TURN_OPTION no
 later stream can reuse it, and a turn's audio belongs to that turn only."""
@@ -102,38 +103,63 @@ class LayercodeTextToSpeech(LayercodeEntity, tts.TextToSpeechEntity):
         return {TURN_OPTION: ulid_util.ulid_now()}
 
     async def async_stream_tts_audio(self, request: TTSAudioRequest) -> TTSAudioResponse:
-        """The agent's audio for the turn being spoken, else the fallback."""
+        """The agent's audio for the turn being spoken, else the fallback.
+
+        Nothing to say means a conversation is starting and the agent speaks first: the
+        stream starts at once and waits for the agent's welcome inside.
+        """
+        conversation_id = current_conversation_id()
         first = await anext(aiter(request.message_gen), "")
-        turn = self.runtime.async_claim_agent_audio(current_conversation_id(), first)
+        turn = self.runtime.async_claim_agent_audio(conversation_id, first)
         if turn is not None:
-            return TTSAudioResponse("wav", self._agent_wav(turn, request.options))
+            return self._agent_wav(conversation_id, turn, request.options)
         message = first + "".join([chunk async for chunk in request.message_gen])
-        if not message.strip() and (turn := await self._welcome()) is not None:
-            return TTSAudioResponse("wav", self._agent_wav(turn, request.options))
-        return await self._fallback(message, request.language)
+        if not message.strip():
+            return self._agent_wav(conversation_id, self._welcome(), request.options)
+        return await self._fallback(message, request.language, request.options)
 
     async def _welcome(self) -> AgentTurn | None:
-        """Nothing to say: a conversation is starting, and the agent speaks first."""
+        """The agent's welcome on a session opened for the conversation about to start."""
         try:
             return await self.runtime.async_welcome()
         except HomeAssistantError as err:
             _LOGGER.warning("Cannot start a conversation with the agent: %s", err)
             return None
 
-    async def _agent_wav(self, turn: AgentTurn, options: dict[str, Any]) -> AsyncGenerator[bytes]:
-        """Streaming WAV in the requested rate, channels and width, as the agent speaks."""
+    def _agent_wav(
+        self,
+        conversation_id: str | None,
+        turn: AgentTurn | Awaitable[AgentTurn | None],
+        options: dict[str, Any],
+    ) -> TTSAudioResponse:
+        """The agent's turn as streaming WAV in the requested format, paced for a listener."""
+        playout = self.runtime.async_playout(
+            conversation_id, turn, paced=not _whole_reply_converted(options)
+        )
+        return TTSAudioResponse("wav", self._wav(playout.chunks(), options))
+
+    async def _wav(
+        self, pcm: AsyncIterator[bytes], options: dict[str, Any]
+    ) -> AsyncGenerator[bytes]:
+        """16 kHz mono PCM as WAV in the rate, channels and width the request prefers."""
         rate = int(options.get(tts.ATTR_PREFERRED_SAMPLE_RATE) or AGENT_RATE)
         channels = int(options.get(tts.ATTR_PREFERRED_SAMPLE_CHANNELS) or 1)
         width = int(options.get(tts.ATTR_PREFERRED_SAMPLE_BYTES) or 2)
         converter = PcmConverter(AGENT_RATE, rate, channels, width)
         yield streaming_wav_header(rate, channels, width)
         self._schedule_cleanup()
-        async for chunk in turn.audio_stream(REPLY_TIMEOUT):
+        async for chunk in pcm:
             if converted := converter.process(chunk):
                 yield converted
 
-    async def _fallback(self, text: str, language: str) -> TTSAudioResponse:
-        """Text without agent audio: the fallback engine, or a short silence."""
+    async def _fallback(
+        self, text: str, language: str, options: dict[str, Any]
+    ) -> TTSAudioResponse:
+        """Text without agent audio (an error reply, a local answer): the fallback engine.
+
+        Without one, the failure cue: the user hears that something did not work rather than
+        nothing. With the agent's audio switched off, silence.
+        """
         engine = self.runtime.settings.fallback_tts
         if engine and engine != self.entity_id:
             try:
@@ -142,13 +168,14 @@ class LayercodeTextToSpeech(LayercodeEntity, tts.TextToSpeechEntity):
                 _LOGGER.warning("Fallback TTS %s failed: %s", engine, err)
             else:
                 return TTSAudioResponse(stream.extension, stream.async_stream_result())
-        else:
-            _LOGGER.info(
-                "No agent audio for %r and no fallback TTS engine set in the options: "
-                "playing silence",
-                text[:60],
-            )
-        return TTSAudioResponse("wav", _silence())
+        if not self.runtime.audio_output:
+            return TTSAudioResponse("wav", self._wav(_once(bytes(SILENCE_BYTES)), options))
+        _LOGGER.info(
+            "No agent audio for %r and no fallback TTS engine in the options: "
+            "playing the failure cue",
+            text[:60],
+        )
+        return TTSAudioResponse("wav", self._wav(_once(failure_cue()), options))
 
 
 def _fallback_stream(
@@ -169,6 +196,23 @@ def _remove_cached_replies(cache_dir: Path, entity_id: str) -> None:
         path.unlink(missing_ok=True)
 
 
-async def _silence() -> AsyncGenerator[bytes]:
-    yield streaming_wav_header(AGENT_RATE)
-    yield bytes(int(AGENT_RATE * SILENCE_SECONDS) * 2)
+def _whole_reply_converted(options: dict[str, Any]) -> bool:
+    """Whether Home Assistant converts the whole reply before sending any of it.
+
+    Before 2025.5 its ffmpeg conversion read the stream to the end first; it converts when the
+    request asks for another format or for any sample option. Pacing would only delay it.
+    """
+    if HA_2025_5:
+        return False
+    return options.get(tts.ATTR_PREFERRED_FORMAT, "mp3") != "wav" or any(
+        options.get(option) is not None
+        for option in (
+            tts.ATTR_PREFERRED_SAMPLE_RATE,
+            tts.ATTR_PREFERRED_SAMPLE_CHANNELS,
+            tts.ATTR_PREFERRED_SAMPLE_BYTES,
+        )
+    )
+
+
+async def _once(pcm: bytes) -> AsyncGenerator[bytes]:
+    yield pcm

@@ -362,7 +362,7 @@ async def test_resume_after_a_drop_mid_turn(
     turn = await next_agent_turn(session, session.send_text("z" * 100))
     await until(lambda: turn.audio_bytes_received > 0)
 
-    resumed = session.expect(lambda e: isinstance(e, Connected) and e.resumed)
+    resumed = session.expect(lambda e: isinstance(e, Connected) and e.resumed, across_drops=True)
     await server.drop_connections()
     event = await resumed.wait(TIMEOUT)
     assert event == Connected(conversation_id or "", resumed=True)
@@ -382,7 +382,7 @@ async def test_resume_gives_up_on_401(start_server: StartServer, make_session: M
     """A resume the authorize endpoint refuses ends in the error status, once."""
     server = await start_server(api_key="sk_right")
     session, _ = await make_session(server, api_key="sk_right")
-    failed = session.expect(lambda e: isinstance(e, SessionFailed))
+    failed = session.expect(lambda e: isinstance(e, SessionFailed), across_drops=True)
     object.__setattr__(session._authorizer, "api_key", "sk_wrong")  # the key was revoked
     await server.drop_connections()
     event = await failed.wait(TIMEOUT)

@@ -190,7 +190,9 @@ class ClientScenarios:
         await self.connect(PUSH_TO_TALK)
 
         self.mark(PUSH_TO_TALK, "drop")
-        resumed = session.expect(lambda e: isinstance(e, Connected) and e.resumed)
+        resumed = session.expect(
+            lambda e: isinstance(e, Connected) and e.resumed, across_drops=True
+        )
         await self._stack.servers[PUSH_TO_TALK].drop_connections()
         await resumed.wait(TIMEOUT)  # the client's own resume
         await asyncio.sleep(SETTLE)

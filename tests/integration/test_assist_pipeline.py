@@ -178,6 +178,16 @@ def wav_pcm(data: bytes) -> tuple[int, bytes]:
     raise AssertionError("no data chunk")
 
 
+def voiced(pcm: bytes, threshold: int = 300) -> bytes:
+    """The PCM from its first to its last audible sample: a TTS stream pads the agent's
+    audio with silence (while the agent thinks, and a guard at the end)."""
+    samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2")
+    (loud,) = np.nonzero(np.abs(samples.astype(np.int32)) >= threshold)
+    if not len(loud):
+        return b""
+    return samples[loud[0] : loud[-1] + 1].tobytes()
+
+
 def dominant_frequency(pcm: bytes, rate: int) -> float:
     """The loudest frequency of 16-bit PCM."""
     samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(np.float64)
@@ -205,7 +215,7 @@ async def test_voice_turn_plays_the_agents_own_audio(
     rate, pcm = wav_pcm(await fetch(hass_client, url))
     (turn,) = agent_turns(agent_server)
     assert rate == 16000
-    assert abs(len(pcm) - turn.audio_bytes) <= 2
+    assert abs(len(voiced(pcm)) - turn.audio_bytes) <= 8
     assert dominant_frequency(pcm, rate) == pytest.approx(440, abs=3)
 
 
@@ -236,7 +246,7 @@ async def test_tts_formats(
         data = await decode_mp3(data)
         tolerance = 0.15  # mp3 encoder delay and frame padding
     out_rate, pcm = wav_pcm(data)
-    seconds = len(pcm) / 2 / out_rate
+    seconds = len(voiced(pcm)) / 2 / out_rate
     assert seconds == pytest.approx(turn.audio_bytes / 2 / 16000, abs=tolerance)
     assert dominant_frequency(pcm, out_rate) == pytest.approx(440, abs=3)
 
@@ -295,6 +305,7 @@ async def played(hass_client: ClientSessionGenerator, url: str) -> tuple[float, 
     """Seconds, dominant frequency and byte count (16 kHz mono) of what a TTS URL serves."""
     rate, pcm = wav_pcm(await fetch(hass_client, url))
     assert rate == 16000
+    pcm = voiced(pcm)
     return len(pcm) / 2 / rate, dominant_frequency(pcm, rate), len(pcm)
 
 
@@ -388,7 +399,7 @@ async def test_follow_up_turn_continues_the_layercode_conversation(
         "heard 500 ms of audio",
         "heard 800 ms of audio",
     ]
-    assert size == pytest.approx(conversation.turns[1].audio_bytes, abs=2)
+    assert size == pytest.approx(conversation.turns[1].audio_bytes, abs=8)
     assert seconds == pytest.approx(len(reply_of(second)) * TONE_SECONDS_PER_CHAR, abs=0.01)
     assert frequency == pytest.approx(660, abs=3)
 
@@ -441,7 +452,7 @@ async def test_concurrent_conversations_keep_their_own_turns(
         (turn,) = by_user_text[transcript_of(events)].turns
         assert turn.agent_text == reply_of(events)
         seconds, frequency, size = audio[transcript_of(events)]
-        assert size == pytest.approx(turn.audio_bytes, abs=2)
+        assert size == pytest.approx(turn.audio_bytes, abs=8)
         assert seconds == pytest.approx(len(reply_of(events)) * TONE_SECONDS_PER_CHAR, abs=0.01)
         frequencies.add(round(frequency / 10) * 10)
     # Each reply was synthesized once, with its own tone: no run played the other's audio.
@@ -457,14 +468,13 @@ async def test_identical_reply_text_plays_each_turns_own_audio(
     """The same reply twice: the second URL serves the second turn's audio, not a cached copy."""
     agent = await start_agent(backend=EchoResponder(answer=lambda _: "Okay."))
     first = await run_voice_turn(hass, agent.pipeline_id, speech(0.5))
+    _, first_frequency, _ = await played(hass_client, tts_url_of(first))
     second = await run_voice_turn(
         hass, agent.pipeline_id, speech(0.7), conversation_id=conversation_of(first)
     )
+    _, second_frequency, _ = await played(hass_client, tts_url_of(second))
     assert reply_of(first) == reply_of(second) == "Okay."
     assert tts_url_of(first) != tts_url_of(second)
-
-    _, first_frequency, _ = await played(hass_client, tts_url_of(first))
-    _, second_frequency, _ = await played(hass_client, tts_url_of(second))
     assert first_frequency == pytest.approx(440, abs=3)
     assert second_frequency == pytest.approx(660, abs=3)
 
@@ -505,7 +515,7 @@ async def test_long_reply_plays_all_of_the_agents_audio(
 
     seconds, frequency, size = await played(hass_client, tts_url_of(by_type))
     (turn,) = await finished_turns(agent.server, 1)
-    assert size == pytest.approx(turn.audio_bytes, abs=2)
+    assert size == pytest.approx(turn.audio_bytes, abs=8)
     assert seconds == pytest.approx(len(reply) * TONE_SECONDS_PER_CHAR, abs=0.01)
     assert frequency == pytest.approx(440, abs=3)
 
@@ -636,7 +646,7 @@ async def test_run_right_after_an_aborted_one_gets_its_own_answer(
         "heard 500 ms of audio",
         "heard 1500 ms of audio",
     ]
-    assert size == pytest.approx(conversation.turns[-1].audio_bytes, abs=2)
+    assert size == pytest.approx(conversation.turns[-1].audio_bytes, abs=8)
 
 
 # -- continue_conversation ------------------------------------------------------------------
@@ -740,7 +750,7 @@ async def test_typed_input_pipeline_plays_the_agents_audio(
     rate, pcm = wav_pcm(await decode_mp3(data))
     (turn,) = await finished_turns(agent_server, 1)
     assert turn.user_text == "open the garage"
-    assert len(pcm) / 2 / rate == pytest.approx(turn.audio_bytes / 2 / 16000, abs=0.15)
+    assert len(voiced(pcm)) / 2 / rate == pytest.approx(turn.audio_bytes / 2 / 16000, abs=0.15)
     assert dominant_frequency(pcm, rate) == pytest.approx(440, abs=3)
 
 
@@ -757,18 +767,18 @@ async def synthesize(hass: HomeAssistant, engine: str, message: str) -> bytes:
         return b"".join([chunk async for chunk in stream.async_stream_result()])
 
 
-async def test_text_without_agent_audio_is_silence_without_fallback(
+async def test_text_without_agent_audio_is_the_failure_cue_without_fallback(
     hass: HomeAssistant,
     hass_ws_client: WebSocketGenerator,
     hass_client: ClientSessionGenerator,
     pipeline_id: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """No fallback engine: text the agent never said becomes a short silence, logged at INFO."""
+    """No fallback engine: text the agent never said is the failure cue (heard, not silence),
+    logged at INFO; with the agent's audio switched off, a short silence."""
     caplog.set_level(logging.INFO, logger="custom_components.layercode")
     rate, pcm = wav_pcm(await synthesize(hass, TTS_ENTITY, "The washing machine is done."))
-    assert 0 < len(pcm) / 2 / rate <= 1.0
-    assert not any(pcm)
+    assert is_failure_cue(pcm, rate)
     assert any(
         record.levelno == logging.INFO
         and "no fallback TTS engine" in record.getMessage()
@@ -789,8 +799,35 @@ async def test_text_without_agent_audio_is_silence_without_fallback(
     rate, pcm = wav_pcm(
         await decode_mp3(await fetch(hass_client, events["tts-end"]["tts_output"]["url"]))
     )
-    assert pcm
-    assert np.abs(np.frombuffer(pcm, dtype="<i2")).max() < 50  # silence, give or take mp3
+    assert is_failure_cue(pcm, rate)
+
+    await hass.services.async_call(
+        "switch", "turn_off", {"entity_id": "switch.ag_test_audio_output"}, blocking=True
+    )
+    rate, pcm = wav_pcm(await synthesize(hass, TTS_ENTITY, "Quiet, please."))
+    assert 0 < len(pcm) / 2 / rate <= 1.0
+    assert not any(pcm)
+
+
+def ends_with_failure_cue(pcm: bytes, rate: int) -> bool:
+    """Whether 16-bit PCM ends with the failure cue: 180 ms of 660 Hz, a 60 ms gap, 180 ms of
+    440 Hz (looked at inside each tone, away from the edges)."""
+    sound = voiced(pcm, threshold=1000)
+
+    def window(start: float, end: float) -> bytes:
+        """The audio from `start` to `end` seconds before the end."""
+        return sound[len(sound) - int(rate * start) * 2 : len(sound) - int(rate * end) * 2]
+
+    return (
+        len(sound) >= int(rate * 0.4) * 2
+        and abs(dominant_frequency(window(0.38, 0.26), rate) - 660) < 15
+        and abs(dominant_frequency(window(0.16, 0.02), rate) - 440) < 15
+    )
+
+
+def is_failure_cue(pcm: bytes, rate: int) -> bool:
+    """Whether 16-bit PCM is the failure cue and nothing else (silence aside)."""
+    return ends_with_failure_cue(pcm, rate) and 0.37 < len(voiced(pcm, 1000)) / 2 / rate < 0.45
 
 
 class ToneVoice(tts.TextToSpeechEntity):

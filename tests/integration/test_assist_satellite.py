@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+import contextlib
 from typing import Any
 
 from homeassistant.components import tts
@@ -43,6 +44,7 @@ from .test_assist_pipeline import (
     finished_turns,
     speech,
     stalled_speech,
+    voiced,
     wav_pcm,
 )
 from .test_setup_entities import TIMEOUT
@@ -126,6 +128,14 @@ async def satellite(
         return await fetch(hass_client, yarl.URL(url).path_qs)
 
     entity = MockSatellite(play)
+    async with installed(hass, entity):
+        yield entity
+
+
+@contextlib.asynccontextmanager
+async def installed(hass: HomeAssistant, entity: AssistSatelliteEntity) -> AsyncIterator[None]:
+    """`entity` as the satellite of another integration's config entry, on the pipeline named
+    "Layercode" (which the test creates), like an ESPHome or Wyoming satellite."""
 
     async def async_setup_entry(hass: HomeAssistant, entry: ConfigEntry) -> bool:
         await hass.config_entries.async_forward_entry_setups(entry, [Platform.ASSIST_SATELLITE])
@@ -160,13 +170,14 @@ async def satellite(
         assert await hass.config_entries.async_setup(entry.entry_id)
         await hass.async_block_till_done()
         assert hass.states.get(SATELLITE) is not None
-        yield entity
+        yield
         assert await hass.config_entries.async_unload(entry.entry_id)
 
 
 def tone(wav: bytes) -> tuple[float, float]:
     """Seconds and dominant frequency of 16-bit mono WAV."""
     rate, pcm = wav_pcm(wav)
+    pcm = voiced(pcm)
     return len(pcm) / 2 / rate, dominant_frequency(pcm, rate)
 
 

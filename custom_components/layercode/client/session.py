@@ -150,9 +150,15 @@ class LayercodeSession:
 
         return remove
 
-    def expect(self, predicate: Callable[[SessionEvent], bool]) -> EventWaiter:
-        """Start watching for an event now, to await it later (no race with the trigger)."""
-        return EventWaiter(self, predicate)
+    def expect(
+        self, predicate: Callable[[SessionEvent], bool], *, across_drops: bool = False
+    ) -> EventWaiter:
+        """Start watching for an event now, to await it later (no race with the trigger).
+
+        The wait fails when the session closes or fails, and also when the connection drops
+        unless `across_drops`: what a turn awaits is lost with the socket.
+        """
+        return EventWaiter(self, predicate, across_drops=across_drops)
 
     def _emit(self, event: SessionEvent) -> None:
         for listener in list(self._listeners):
@@ -248,7 +254,7 @@ class LayercodeSession:
                 self.conversation_id,
                 ws.close_code,
             )
-            self._end_conversation_state()
+            self._end_conversation_state(lost=True)
             self._set_status(SessionStatus.CONNECTING)
             self._reconnect = asyncio.get_running_loop().create_task(
                 self._resume(), name=f"layercode resume {self.conversation_id}"
@@ -307,7 +313,7 @@ class LayercodeSession:
             case TurnStart(role="user", turn_id=turn_id):
                 self.user_turn_id = turn_id
                 if self.config.trigger is TurnTrigger.AUTOMATIC:
-                    self._interrupt_agent()
+                    self.interrupt_agent()
                 self._set_agent_speaking(False)
                 self._set_user_speaking(self._capturing)
             case TurnEnd(role="user"):
@@ -375,10 +381,10 @@ class LayercodeSession:
         turn.add_audio(pcm)
         self._set_agent_speaking(True)
 
-    def _end_agent_turn(self, turn: AgentTurn) -> None:
+    def _end_agent_turn(self, turn: AgentTurn, *, failed: bool = False) -> None:
         if turn.ended:
             return
-        turn.end()
+        turn.end(failed=failed)
         if not self.audio_output or not turn.audio_bytes_received:
             turn.drop_unconsumed()
         elif not turn.consumed:
@@ -386,8 +392,12 @@ class LayercodeSession:
                 self._unconsumed_audio_timeout, turn.drop_unconsumed
             )
 
-    def _interrupt_agent(self) -> None:
-        """Barge-in: stop the agent's current turn and drop its late audio."""
+    def interrupt_agent(self) -> None:
+        """Barge-in: stop the agent's current turn and drop its late audio.
+
+        The server is told by the user's turn that follows (`vad_start` or a push-to-talk
+        press); this stops what the client plays without waiting for it.
+        """
         turn = self.agent_turn
         if turn is None or turn.played or (turn.ended and not turn.audio_bytes_received):
             return
@@ -423,13 +433,22 @@ class LayercodeSession:
         except SessionClosedError as err:
             _LOGGER.debug("%s", err)
 
-    def _end_conversation_state(self) -> None:
-        """The socket is gone: end what was in flight so that nothing waits on it."""
-        if self.agent_turn is not None and not self.agent_turn.ended:
-            self.agent_turn.interrupt()
-        for timer in self._unconsumed_timers.values():
-            timer.cancel()
-        self._unconsumed_timers.clear()
+    def _end_conversation_state(self, *, lost: bool = False) -> None:
+        """The socket is gone: end what was in flight so that nothing waits on it.
+
+        A connection `lost` mid-turn leaves the turn failed but playable: what arrived can
+        still be played, followed by a failure cue. A closed session drops everything.
+        """
+        turn = self.agent_turn
+        if lost:
+            if turn is not None:
+                self._end_agent_turn(turn, failed=True)
+        else:
+            if turn is not None and not turn.ended:
+                turn.interrupt()
+            for timer in self._unconsumed_timers.values():
+                timer.cancel()
+            self._unconsumed_timers.clear()
         self._speech_open = False
         self._reset_input()
         self._set_user_speaking(False)
@@ -518,7 +537,7 @@ class LayercodeSession:
         self._speech_open = True
         if self.config.trigger is TurnTrigger.PUSH_TO_TALK:
             await self._send(turn_trigger(start=True))
-            self._interrupt_agent()
+            self.interrupt_agent()
         elif self._capturing and not self._server_detects_speech:
             await self._send(vad_event("vad_start"))
         else:
@@ -564,7 +583,7 @@ class LayercodeSession:
 
     async def send_text(self, text: str) -> None:
         """Typed user input: interrupts a speaking agent, then ends the user turn."""
-        self._interrupt_agent()
+        self.interrupt_agent()
         await self._send(response_text(text))
 
     async def send_data(self, data: dict[str, Any]) -> None:
@@ -576,9 +595,15 @@ class EventWaiter:
     """A pending wait for the first event that matches; fails fast if the session closes."""
 
     def __init__(
-        self, session: LayercodeSession, predicate: Callable[[SessionEvent], bool]
+        self,
+        session: LayercodeSession,
+        predicate: Callable[[SessionEvent], bool],
+        *,
+        across_drops: bool = False,
     ) -> None:
         self._predicate = predicate
+        self._across_drops = across_drops
+        self._connected = session.status is SessionStatus.CONNECTED
         self._future: asyncio.Future[SessionEvent] = asyncio.get_running_loop().create_future()
         self._remove = session.add_listener(self._on_event)
 
@@ -587,13 +612,19 @@ class EventWaiter:
             return
         if self._predicate(event):
             self._future.set_result(event)
-        elif isinstance(event, StatusChanged) and event.status in (
-            SessionStatus.DISCONNECTED,
-            SessionStatus.ERROR,
+        elif isinstance(event, StatusChanged) and (
+            self._dropped(event.status)
+            or event.status in (SessionStatus.DISCONNECTED, SessionStatus.ERROR)
         ):
             self._future.set_exception(SessionClosedError(f"The session is {event.status}"))
         elif isinstance(event, SessionFailed):
             self._future.set_exception(event.error)
+
+    def _dropped(self, status: SessionStatus) -> bool:
+        """Whether `status` means the connection this wait began on was lost."""
+        dropped = self._connected and status is SessionStatus.CONNECTING
+        self._connected = status is SessionStatus.CONNECTED
+        return dropped and not self._across_drops
 
     async def wait(self, timeout: float) -> SessionEvent:
         """The matching event; LayercodeTimeoutError when the bound runs out first."""

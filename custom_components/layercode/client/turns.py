@@ -36,7 +36,15 @@ class AgentTurn:
         self.audio_bytes_received = 0
         self.ended = False
         self.interrupted = False
+        """The user barged in: what is left is not to be played."""
+        self.failed = False
+        """The connection was lost before the turn ended: it is incomplete."""
         self.played = False
+        loop = asyncio.get_running_loop()
+        self.started_at = loop.time()
+        """Event-loop times (`loop.time()`) of the turn's start and first text and audio."""
+        self.first_text_at: float | None = None
+        self.first_audio_at: float | None = None
         self._max_audio_bytes = max_audio_bytes
         self._on_chunk_played = on_chunk_played
         self._on_played = on_played
@@ -46,10 +54,19 @@ class AgentTurn:
         self._consumed = False
         self._changed = asyncio.Event()
         self._ended = asyncio.Event()
-        self._text_changed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._interrupted = asyncio.Event()
+        self._text_changed: asyncio.Future[None] = loop.create_future()
 
     def __repr__(self) -> str:
-        state = "interrupted" if self.interrupted else "ended" if self.ended else "open"
+        state = (
+            "interrupted"
+            if self.interrupted
+            else "failed"
+            if self.failed
+            else "ended"
+            if self.ended
+            else "open"
+        )
         return f"<AgentTurn {self.turn_id} {state} audio={self.audio_bytes_received}B>"
 
     @property
@@ -67,6 +84,8 @@ class AgentTurn:
             and not content[0].isspace()
         ):
             self.text += " "
+        if self.first_text_at is None and content:
+            self.first_text_at = asyncio.get_running_loop().time()
         self.text += content
         self._changed.set()
         self._signal_text()
@@ -80,6 +99,8 @@ class AgentTurn:
         """Queue 16 kHz PCM for the consumer, dropping it once the bound is reached."""
         if self.ended:
             return
+        if not self.audio_bytes_received:
+            self.first_audio_at = asyncio.get_running_loop().time()
         self.audio_bytes_received += len(pcm)
         if self.played:
             return
@@ -92,8 +113,11 @@ class AgentTurn:
         self._buffered += len(pcm)
         self._changed.set()
 
-    def end(self) -> None:
-        """Nothing more will arrive for this turn."""
+    def end(self, *, failed: bool = False) -> None:
+        """Nothing more will arrive for this turn; `failed` when the connection was lost."""
+        if self.ended:
+            return
+        self.failed = failed
         self.ended = True
         self._changed.set()
         self._ended.set()
@@ -110,6 +134,8 @@ class AgentTurn:
         self.interrupted = True
         self._drop_buffer()
         self.end()
+        self._changed.set()
+        self._interrupted.set()
         self.drop_unconsumed()
 
     def drop_unconsumed(self) -> None:
@@ -123,6 +149,25 @@ class AgentTurn:
         try:
             async with asyncio.timeout(timeout):
                 await self._ended.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def wait_text(self, timeout: float) -> bool:
+        """Wait until the turn has some text or has ended; False if the bound ran out first."""
+        try:
+            async with asyncio.timeout(timeout):
+                while not self.text and not self.ended:
+                    await asyncio.shield(self._text_changed)
+        except TimeoutError:
+            return False
+        return True
+
+    async def wait_interrupted(self, timeout: float) -> bool:
+        """Sleep up to `timeout` seconds; True at once if the user barges in meanwhile."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._interrupted.wait()
         except TimeoutError:
             return False
         return True
