@@ -2,6 +2,9 @@
 
 Each finished turn is logged (user text, agent text, timings). Without `--webhook-url` the
 built-in echo backend answers; with one, the server drives that backend like Layercode would.
+`--speech offline` hears with pocketsphinx (the demo's sentences) and speaks with espeak-ng;
+the default `tones` pair needs nothing installed and hears only how long the user spoke;
+`auto` is offline where both engines are installed, tones otherwise.
 """
 
 from __future__ import annotations
@@ -12,8 +15,12 @@ import contextlib
 import logging
 
 from .backend import EchoResponder
+from .engines import SpeechToText, TextToSpeech
 from .layercode_client import TurnTrigger
+from .offline_speech import EspeakTextToSpeech, PocketsphinxSpeechToText, SpeechEngineMissing
 from .server import LocalAgentServer
+
+_LOGGER = logging.getLogger(__name__)
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -31,11 +38,36 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--welcome", help="what the built-in backend says on connect")
     parser.add_argument("--webhook-url", help="an agent backend to use instead of the built-in one")
     parser.add_argument("--webhook-secret", default="whsec_local")
+    parser.add_argument(
+        "--speech",
+        choices=["tones", "offline", "auto"],
+        default="tones",
+        help="tones: deterministic test engines; offline: pocketsphinx and espeak-ng; "
+        "auto: offline if both are installed",
+    )
     parser.add_argument("--debug", action="store_true", help="log every detail")
     return parser.parse_args(argv)
 
 
+async def _engines(speech: str) -> tuple[SpeechToText | None, TextToSpeech | None]:
+    """The engines `--speech` names, loaded now so that a missing one fails at start."""
+    if speech == "tones":
+        return None, None  # the server's deterministic defaults
+    stt = PocketsphinxSpeechToText()
+    tts = EspeakTextToSpeech()
+    try:
+        tts.program()
+        await stt.prepare()
+    except SpeechEngineMissing as err:
+        if speech != "auto":
+            raise
+        _LOGGER.warning("Speaking in tones: %s", err)
+        return None, None
+    return stt, tts
+
+
 async def _serve(args: argparse.Namespace) -> None:
+    stt, tts = await _engines(args.speech)
     server = LocalAgentServer(
         agent_id=args.agent_id,
         api_key=args.api_key,
@@ -44,6 +76,8 @@ async def _serve(args: argparse.Namespace) -> None:
         webhook_url=args.webhook_url,
         webhook_secret=args.webhook_secret,
         backend=None if args.webhook_url else EchoResponder(welcome=args.welcome),
+        stt=stt,
+        tts=tts,
     )
     await server.start(args.host, args.port)
     print(f"authorize: {server.authorize_url}\nwebsocket: {server.websocket_url}", flush=True)
@@ -60,8 +94,11 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.DEBUG if args.debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_serve(args))
+    except SpeechEngineMissing as err:
+        raise SystemExit(f"--speech {args.speech}: {err}") from None
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 The server only needs two things: text for the audio of one user turn (8 kHz PCM, with an
 interim guess while the user still speaks) and audio (16 kHz PCM) for the agent's text.
-Anything with these methods plugs in, e.g. real offline engines later.
+Anything with these methods plugs in: `offline_speech.py` has real offline engines
+(pocketsphinx and espeak-ng, `--speech offline`).
 """
 
 from __future__ import annotations
