@@ -110,6 +110,7 @@ class Run:
     """One pipeline run of the satellite."""
 
     started_at: float
+    speech_ended_at: float | None = None
     events: list[tuple[float, PipelineEvent]] = field(default_factory=list)
     reply: PlayedReply | None = None
     continues: bool = False
@@ -161,7 +162,7 @@ class EsphomeLikeSatellite(AssistSatelliteEntity):
         run = Run(loop.time())
         self.runs.append(run)
         self.hass.async_create_task(
-            self.async_accept_pipeline_from_satellite(_microphone(speech(seconds)))
+            self.async_accept_pipeline_from_satellite(_microphone(speech(seconds), run))
         )
         return run
 
@@ -244,13 +245,14 @@ class EsphomeLikeSatellite(AssistSatelliteEntity):
         await asyncio.gather(*self._playing, return_exceptions=True)
 
 
-async def _microphone(pcm: bytes) -> AsyncGenerator[bytes]:
+async def _microphone(pcm: bytes, run: Run) -> AsyncGenerator[bytes]:
     """The satellite's microphone: 10 ms chunks at real-time speed, then the end of speech."""
     loop = asyncio.get_running_loop()
     start = loop.time()
     for index, offset in enumerate(range(0, len(pcm), 320)):
         yield pcm[offset : offset + 320]
         await asyncio.sleep(max(0.0, start + (index + 1) * 0.01 - loop.time()))
+    run.speech_ended_at = loop.time()
 
 
 class LaggingVoice(ToneTextToSpeech):
