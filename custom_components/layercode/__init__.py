@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from homeassistant.config_entries import ConfigEntry
-from homeassistant.const import Platform
-from homeassistant.core import HomeAssistant
+from homeassistant.const import EVENT_HOMEASSISTANT_STOP, Platform
+from homeassistant.core import Event, HomeAssistant
 from homeassistant.exceptions import (
     ConfigEntryAuthFailed,
     ConfigEntryError,
@@ -106,8 +106,16 @@ async def async_setup_entry(hass: HomeAssistant, entry: LayercodeConfigEntry) ->
             translation_placeholders={"error": str(err)},
         ) from err
 
-    entry.runtime_data = LayercodeRuntime(hass, http, settings)
+    entry.runtime_data = runtime = LayercodeRuntime(hass, http, settings)
     entry.async_on_unload(entry.add_update_listener(_async_reload_on_update))
+
+    async def _async_close_on_stop(_event: Event) -> None:
+        """Home Assistant stops without unloading entries: close the sessions cleanly."""
+        await runtime.async_shutdown()
+
+    entry.async_on_unload(
+        hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, _async_close_on_stop)
+    )
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
 

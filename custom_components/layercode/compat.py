@@ -23,3 +23,5 @@ _HA = MAJOR_VERSION * 100 + MINOR_VERSION
 HA_2025_5 = _HA >= 202505
 # stt.SpeechAudioProcessing (requires_external_vad), pipeline validation errors as events.
 HA_2026_5 = _HA >= 202605
+# tts.async_create_audio_stream / PcmFormat: raw PCM hosted without a TTS engine, uncached.
+HA_2026_11 = _HA >= 202611

@@ -91,7 +91,7 @@ class LayercodeConversationEntity(LayercodeEntity, conversation.ConversationEnti
         bind_to_chat_session(self.hass, runtime, conv)
         pending = runtime.async_pending_voice_input(conv, user_input.text)
         if pending is None:
-            source = InputSource.ACTION if ACTION_INPUT.get() else InputSource.ASSIST
+            source = ACTION_INPUT.get() or InputSource.ASSIST
             pending = runtime.async_begin_input(conv, source)
             pending.text = user_input.text
         turn = await runtime.async_answer(conv, pending)

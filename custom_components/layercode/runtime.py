@@ -18,7 +18,9 @@ import logging
 from typing import Any
 
 import aiohttp
+from homeassistant.components import tts
 from homeassistant.components.conversation import async_converse
+from homeassistant.const import ATTR_ENTITY_ID
 from homeassistant.core import CALLBACK_TYPE, Context, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import intent
@@ -39,11 +41,18 @@ from .client import (
     TurnTrigger,
     UserSpeakingChanged,
 )
+from .client.audio import AGENT_RATE, SAMPLE_WIDTH
 from .client.messages import ResponseData, ResponseEnd, UserTranscript
 from .client.playout import Playout
+from .compat import HA_2026_11
 from .const import DOMAIN
 
 _LOGGER = logging.getLogger(__name__)
+
+ASSIST_SATELLITE_DOMAIN = "assist_satellite"
+SERVICE_ANNOUNCE = "announce"
+ATTR_MEDIA_ID = "media_id"
+ATTR_PREANNOUNCE = "preannounce"
 
 REPLY_TIMEOUT = 20.0
 """Bound on waiting for the agent to start answering typed or spoken input; the user then
@@ -60,10 +69,6 @@ RECENT_TURNS = 10
 """How many turns' timings diagnostics keep."""
 
 
-ACTION_INPUT: ContextVar[bool] = ContextVar("layercode_action_input", default=False)
-"""Set while layercode.send_text runs the conversation agent: nobody will play the answer."""
-
-
 class InputSource(StrEnum):
     """Where a user turn came from; decides who may play the agent's answer."""
 
@@ -73,6 +78,12 @@ class InputSource(StrEnum):
     """Typed into the conversation entity: a TTS stage may follow."""
     ACTION = "action"
     """layercode.send_text: nobody plays the answer."""
+    ANNOUNCE = "announce"
+    """layercode.send_text with a satellite: the answer is announced there."""
+
+
+ACTION_INPUT: ContextVar[InputSource | None] = ContextVar("layercode_action_input", default=None)
+"""Set while layercode.send_text runs the conversation agent: who plays the answer, if anyone."""
 
 
 @dataclass(slots=True)
@@ -220,6 +231,8 @@ class LayercodeRuntime:
         self.last_error: str | None = None
         self.agent_entity_id: str | None = None
         """The conversation entity, once added (pipelines refer to it)."""
+        self.tts_entity_id: str | None = None
+        """The TTS entity, once added (announcements play through it)."""
         self._layercode_ids: dict[str, str] = {}
         self._spare_id: str | None = None
         self._opening: dict[str, asyncio.Future[Conversation]] = {}
@@ -582,19 +595,24 @@ class LayercodeRuntime:
         Assistant streams the reply, 2025.8+) its first part, so a prefix of the agent's text
         matches. Anything else (an error reply, a local answer) is not the agent's audio.
         """
-        conversation = self.conversations.get(conversation_id or "")
-        if conversation is None or not message.strip():
+        if not message.strip():
             return None
-        for user_input in reversed(conversation.inputs):
-            turn = user_input.agent_turn
-            if (
-                turn is not None
-                and not user_input.abandoned
-                and not user_input.audio_claimed
-                and _playable(turn, message)
-            ):
-                user_input.audio_claimed = True
+        conversation = self.conversations.get(conversation_id or "")
+        if conversation is None:
+            # No conversation of its own (an announcement): a send_text answer to announce.
+            candidates = [
+                i
+                for c in self.conversations.values()
+                for i in c.inputs
+                if i.source is InputSource.ANNOUNCE
+            ]
+        else:
+            candidates = list(reversed(conversation.inputs))
+        for user_input in candidates:
+            if (turn := self._claim(user_input, message)) is not None:
                 return turn
+        if conversation is None:
+            return None
         turn = conversation.unprompted
         if turn is not None and _playable(turn, message):
             conversation.unprompted = None
@@ -724,16 +742,35 @@ class LayercodeRuntime:
             self._spare_id = spare.conversation_id
         return spare
 
+    @staticmethod
+    def _claim(user_input: UserInput, message: str) -> AgentTurn | None:
+        """Claim the input's agent turn for a stream asked to say `message`, if it may."""
+        turn = user_input.agent_turn
+        if (
+            turn is None
+            or user_input.abandoned
+            or user_input.audio_claimed
+            or not _playable(turn, message)
+        ):
+            return None
+        user_input.audio_claimed = True
+        return turn
+
     # -- actions ---------------------------------------------------------------------
 
     async def async_send_text(
-        self, text: str, conversation_id: str | None, context: Context
+        self,
+        text: str,
+        conversation_id: str | None,
+        context: Context,
+        satellite: str | None = None,
     ) -> AgentReply:
         """Typed text through Home Assistant's conversation layer, as the caller.
 
         Going through `conversation.async_converse` records the exchange in the chat log and
         applies Home Assistant's own rules (on 2026.11 a conversation is busy while a turn
-        runs, and belongs to the user who opened it).
+        runs, and belongs to the user who opened it). With a `satellite`, the agent's spoken
+        answer is also announced there.
         """
         if (known := self.conversations.get(conversation_id or "")) is not None and any(
             i.source is InputSource.VOICE and not i.answered and not i.abandoned
@@ -744,7 +781,8 @@ class LayercodeRuntime:
                 translation_key="conversation_busy",
                 translation_placeholders={"conversation_id": conversation_id or ""},
             )
-        token = ACTION_INPUT.set(True)
+        source = InputSource.ANNOUNCE if satellite else InputSource.ACTION
+        token = ACTION_INPUT.set(source)
         try:
             result = await async_converse(
                 self.hass,
@@ -765,13 +803,51 @@ class LayercodeRuntime:
                 translation_placeholders={"error": speech},
             )
         cid = result.conversation_id or ""
-        data: list[Any] = []
-        if (answered := self.conversations.get(cid)) is not None:
-            for user_input in reversed(answered.inputs):
-                if user_input.source is InputSource.ACTION and user_input.agent_turn:
-                    data = user_input.agent_turn.data
-                    break
-        return AgentReply(speech, cid, data)
+        answered = self.conversations.get(cid)
+        user_input = next(
+            (
+                i
+                for i in reversed(answered.inputs if answered else ())
+                if i.source is source and i.agent_turn is not None
+            ),
+            None,
+        )
+        if answered is None or user_input is None or user_input.agent_turn is None:
+            return AgentReply(speech, cid, [])
+        if satellite:
+            await self._async_announce(satellite, answered, user_input.agent_turn, context)
+        return AgentReply(speech, cid, user_input.agent_turn.data)
+
+    async def _async_announce(
+        self, satellite: str, conversation: Conversation, turn: AgentTurn, context: Context
+    ) -> None:
+        """Play an agent turn on a satellite as an announcement (no chime), uncached.
+
+        On 2026.11 the agent's audio is handed to Home Assistant as raw PCM; before, the TTS
+        entity plays it, found by the turn's text.
+        """
+        if HA_2026_11:
+            for user_input in conversation.inputs:
+                if user_input.agent_turn is turn:
+                    user_input.audio_claimed = True
+            stream = tts.async_create_audio_stream(self.hass)
+            playout = self.async_playout(conversation.conversation_id, turn, paced=True)
+            stream.async_set_audio_stream(
+                tts.PcmFormat(AGENT_RATE, SAMPLE_WIDTH, 1), playout.chunks()
+            )
+            media_id = stream.media_source_id
+        else:
+            media_id = tts.generate_media_source_id(
+                self.hass, turn.text, engine=self.tts_entity_id, cache=False
+            )
+        await self.hass.services.async_call(
+            ASSIST_SATELLITE_DOMAIN,
+            SERVICE_ANNOUNCE,
+            {ATTR_MEDIA_ID: media_id, ATTR_PREANNOUNCE: False},
+            target={ATTR_ENTITY_ID: satellite},
+            blocking=True,
+            context=context,
+        )
 
     async def async_answer(
         self, conversation: Conversation, user_input: UserInput

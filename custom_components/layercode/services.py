@@ -29,12 +29,19 @@ ATTR_CONFIG_ENTRY_ID = "config_entry_id"
 ATTR_TEXT = "text"
 ATTR_DATA = "data"
 ATTR_CONVERSATION_ID = "conversation_id"
+ATTR_SATELLITE = "satellite"
 
 _BASE = {
     vol.Required(ATTR_CONFIG_ENTRY_ID): cv.string,
     vol.Optional(ATTR_CONVERSATION_ID): cv.string,
 }
-SEND_TEXT_SCHEMA = vol.Schema({**_BASE, vol.Required(ATTR_TEXT): cv.string})
+SEND_TEXT_SCHEMA = vol.Schema(
+    {
+        **_BASE,
+        vol.Required(ATTR_TEXT): cv.string,
+        vol.Optional(ATTR_SATELLITE): cv.entity_domain("assist_satellite"),
+    }
+)
 SEND_DATA_SCHEMA = vol.Schema({**_BASE, vol.Required(ATTR_DATA): object})
 END_CONVERSATION_SCHEMA = vol.Schema(_BASE)
 
@@ -64,7 +71,9 @@ async def _send_text(call: ServiceCall) -> ServiceResponse:
     text: str = call.data[ATTR_TEXT].strip()
     if not text:
         raise ServiceValidationError(translation_domain=DOMAIN, translation_key="empty_text")
-    reply = await runtime.async_send_text(text, call.data.get(ATTR_CONVERSATION_ID), call.context)
+    reply = await runtime.async_send_text(
+        text, call.data.get(ATTR_CONVERSATION_ID), call.context, call.data.get(ATTR_SATELLITE)
+    )
     return {"text": reply.text, "conversation_id": reply.conversation_id, "data": reply.data}
 
 

@@ -61,8 +61,10 @@ class LayercodeTextToSpeech(LayercodeEntity, tts.TextToSpeechEntity):
     _cleanup: CALLBACK_TYPE | None = None
 
     async def async_added_to_hass(self) -> None:
-        """Remove what an earlier run left in the file cache; cancel the cleanup on removal."""
+        """Make itself known to the runtime (announcements play through it), remove what an
+        earlier run left in the file cache; cancel the cleanup on removal."""
         await super().async_added_to_hass()
+        self.runtime.tts_entity_id = self.entity_id
         self._clean_file_cache(None)
         self.async_on_remove(self._cancel_cleanup)
 

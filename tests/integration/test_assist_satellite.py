@@ -19,6 +19,7 @@ from homeassistant.config_entries import ConfigEntry, ConfigFlow
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddEntitiesCallback
+from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
@@ -31,6 +32,7 @@ from pytest_homeassistant_custom_component.common import (
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 import yarl
 
+from custom_components.layercode.const import DOMAIN
 from local_agent_server import EchoResponder
 
 from . import test_assist_pipeline
@@ -39,6 +41,7 @@ from .test_assist_pipeline import (
     StartAgent,
     chunks,
     connected_conversations,
+    decode_mp3,
     dominant_frequency,
     fetch,
     finished_turns,
@@ -70,7 +73,9 @@ class MockSatellite(AssistSatelliteEntity):
 
     _attr_name = "Kitchen satellite"
     _attr_unique_id = "kitchen_satellite"
-    _attr_supported_features = AssistSatelliteEntityFeature.START_CONVERSATION
+    _attr_supported_features = (
+        AssistSatelliteEntityFeature.START_CONVERSATION | AssistSatelliteEntityFeature.ANNOUNCE
+    )
     _attr_pipeline_entity_id = PIPELINE_SELECT
 
     def __init__(self, play: Play) -> None:
@@ -91,6 +96,11 @@ class MockSatellite(AssistSatelliteEntity):
         self.played.append(await self._play(url))
         self.tts_response_finished()
         self.response_played.set()
+
+    async def async_announce(self, announcement: AssistSatelliteAnnouncement) -> None:
+        """Play the announcement."""
+        self.announcements.append(announcement)
+        self.played.append(await self._play(announcement.media_id))
 
     async def async_start_conversation(
         self, start_announcement: AssistSatelliteAnnouncement
@@ -218,6 +228,36 @@ async def test_satellite_run_plays_the_agents_reply(
     assert seconds == pytest.approx(len(reply) * TONE_SECONDS_PER_CHAR, abs=0.01)
     assert frequency == pytest.approx(440, abs=3)
     assert hass.states.get(SATELLITE).state == "idle"  # type: ignore[union-attr]
+
+
+async def test_send_text_announces_the_agents_answer_on_a_satellite(
+    hass: HomeAssistant, start_agent: StartAgent, satellite: MockSatellite
+) -> None:
+    """layercode.send_text with a satellite: the reply comes back, and the agent's own voice
+    saying it is announced there, without a chime; twice, each turn its own audio."""
+    assert await async_setup_component(hass, "media_source", {})  # default_config has it
+    agent = await start_agent()
+    for count, (text, frequency) in enumerate(
+        (("Remind me to water the plants", 440), ("Remind me to water the plants", 660)),
+        start=1,
+    ):
+        async with asyncio.timeout(TIMEOUT):
+            response = await hass.services.async_call(
+                DOMAIN,
+                "send_text",
+                {"config_entry_id": agent.entry.entry_id, "text": text, "satellite": SATELLITE},
+                blocking=True,
+                return_response=True,
+            )
+        assert response is not None
+        assert response["text"] == f"You said: {text}"
+        assert len(satellite.announcements) == count
+        assert satellite.announcements[-1].preannounce_media_id is None
+        # An announcement is played in Home Assistant's default format, mp3.
+        seconds, heard = tone(await decode_mp3(satellite.played[-1]))
+        turns = await finished_turns(agent.server, count)
+        assert seconds == pytest.approx(turns[-1].audio_bytes / 2 / 16000, abs=0.15)
+        assert heard == pytest.approx(frequency, abs=3)
 
 
 async def test_start_conversation_speaks_the_agents_welcome_and_continues(

@@ -8,7 +8,13 @@ import logging
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntryState
-from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE, STATE_UNKNOWN
+from homeassistant.const import (
+    EVENT_HOMEASSISTANT_STOP,
+    STATE_OFF,
+    STATE_ON,
+    STATE_UNAVAILABLE,
+    STATE_UNKNOWN,
+)
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant, State, callback
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import device_registry as dr, entity_registry as er
@@ -500,3 +506,19 @@ async def test_send_text_to_a_busy_conversation(
         await send_text(hass, loaded, "hi", conversation_id=conversation.conversation_id)
     assert info.value.translation_key == "conversation_busy"
     assert (await send_text(hass, loaded, "hi"))["text"] == "You said: hi"
+
+
+async def test_home_assistant_stopping_closes_the_sessions(
+    hass: HomeAssistant,
+    loaded: MockConfigEntry,
+    agent_server: LocalAgentServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Home Assistant stops without unloading entries: the sessions close, none resumes."""
+    runtime: LayercodeRuntime = loaded.runtime_data
+    await runtime.async_get_conversation()
+    hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
+    await hass.async_block_till_done()
+    await until(lambda: all(r.closed_at is not None for r in agent_server.recordings))
+    assert not runtime.conversations
+    assert "resuming" not in caplog.text
