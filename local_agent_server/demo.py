@@ -2,7 +2,7 @@
 
 `python -m local_agent_server.demo` starts the server on 127.0.0.1, connects the client, speaks
 (synthetic speech: a tone stands in for a voice) and types a few turns, and prints each turn
-with its timings. It is what `script/develop` runs until Home Assistant joins in.
+with its timings: `script/develop --client-demo` runs it, no Home Assistant involved.
 """
 
 from __future__ import annotations

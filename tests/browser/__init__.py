@@ -1,0 +1,1 @@
+"""Browser tests: the development Home Assistant's frontend in headless Chromium."""
