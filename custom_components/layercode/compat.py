@@ -19,8 +19,6 @@ from homeassistant.const import MAJOR_VERSION, MINOR_VERSION
 
 _HA = MAJOR_VERSION * 100 + MINOR_VERSION
 
-# TTS: ffmpeg conversion streams (before, it read the whole reply first).
-HA_2025_5 = _HA >= 202505
 # stt.SpeechAudioProcessing (requires_external_vad), pipeline validation errors as events.
 HA_2026_5 = _HA >= 202605
 # tts.async_create_audio_stream / PcmFormat: raw PCM hosted without a TTS engine, uncached.

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -240,6 +241,8 @@ class LayercodeRuntime:
         self._event_listeners: list[Callable[[RuntimeEvent], None]] = []
         self._amplitude_listeners: list[CALLBACK_TYPE] = []
         self._closed = False
+        self._playing: dict[Playout, Callable[[], Conversation | None]] = {}
+        """Playouts streaming now, with the conversation each belongs to."""
         self.recent_turns: deque[dict[str, Any]] = deque(maxlen=RECENT_TURNS)
         """Timings of the last turns played, for diagnostics."""
 
@@ -621,15 +624,15 @@ class LayercodeRuntime:
 
     # -- playback: what a listener hears, and when --------------------------------------
 
-    @callback
-    def async_playout(
+    def async_play(
         self,
         conversation_id: str | None,
         turn: AgentTurn | Awaitable[AgentTurn | None],
         *,
         paced: bool,
-    ) -> Playout:
-        """A playout of `turn` whose audio drives the speaking state and the turn's timings.
+    ) -> AsyncGenerator[bytes]:
+        """Play `turn` to a listener: its audio drives the speaking state and the turn's
+        timings, and a new run on its conversation stops it (see async_interrupt).
 
         The conversation is the stream's own, else the one whose session the turn came from
         (a welcome is played before its conversation exists).
@@ -650,7 +653,18 @@ class LayercodeRuntime:
                 self._speaking_ends(conversation, playout, at)
 
         playout = Playout(turn, paced=paced, on_audio_start=started, on_audio_end=ends)
-        return playout
+        return self._tracked(playout, owner)
+
+    async def _tracked(
+        self, playout: Playout, owner: Callable[[], Conversation | None]
+    ) -> AsyncGenerator[bytes]:
+        self._playing[playout] = owner
+        try:
+            async with aclosing(playout.chunks()) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        finally:
+            self._playing.pop(playout, None)
 
     @callback
     def _speaking_started(self, conversation: Conversation) -> None:
@@ -717,8 +731,12 @@ class LayercodeRuntime:
 
     @callback
     def async_interrupt(self, conversation: Conversation) -> None:
-        """A new run on this conversation (wake word, "stop"): silence the agent at once."""
+        """A new run on this conversation (wake word, "stop"): silence the agent at once,
+        also where its audio has all arrived and is still playing."""
         conversation.session.interrupt_agent()
+        for playout, owner in list(self._playing.items()):
+            if owner() is conversation:
+                playout.stop()
 
     async def async_prepare(self, conversation_id: str | None) -> None:
         """Open the session before it is needed: the run's own, or a spare for the next one."""
@@ -831,9 +849,9 @@ class LayercodeRuntime:
                 if user_input.agent_turn is turn:
                     user_input.audio_claimed = True
             stream = tts.async_create_audio_stream(self.hass)
-            playout = self.async_playout(conversation.conversation_id, turn, paced=True)
             stream.async_set_audio_stream(
-                tts.PcmFormat(AGENT_RATE, SAMPLE_WIDTH, 1), playout.chunks()
+                tts.PcmFormat(AGENT_RATE, SAMPLE_WIDTH, 1),
+                self.async_play(conversation.conversation_id, turn, paced=True),
             )
             media_id = stream.media_source_id
         else:

@@ -21,7 +21,7 @@ from . import LayercodeConfigEntry
 from .client import AgentTurn
 from .client.audio import AGENT_RATE, PcmConverter, streaming_wav_header
 from .client.playout import failure_cue
-from .compat import HA_2025_5
+from .compat import HA_2026_11
 from .entity import LayercodeEntity
 from .voice import SUPPORTED_LANGUAGES, current_conversation_id
 
@@ -135,10 +135,8 @@ class LayercodeTextToSpeech(LayercodeEntity, tts.TextToSpeechEntity):
         options: dict[str, Any],
     ) -> TTSAudioResponse:
         """The agent's turn as streaming WAV in the requested format, paced for a listener."""
-        playout = self.runtime.async_playout(
-            conversation_id, turn, paced=not _whole_reply_converted(options)
-        )
-        return TTSAudioResponse("wav", self._wav(playout.chunks(), options))
+        audio = self.runtime.async_play(conversation_id, turn, paced=not _converted_whole(options))
+        return TTSAudioResponse("wav", self._wav(audio, options))
 
     async def _wav(
         self, pcm: AsyncIterator[bytes], options: dict[str, Any]
@@ -198,13 +196,15 @@ def _remove_cached_replies(cache_dir: Path, entity_id: str) -> None:
         path.unlink(missing_ok=True)
 
 
-def _whole_reply_converted(options: dict[str, Any]) -> bool:
-    """Whether Home Assistant converts the whole reply before sending any of it.
+def _converted_whole(options: dict[str, Any]) -> bool:
+    """Whether Home Assistant puts the reply through ffmpeg, which sends nothing on until it
+    has read all of it (or about 5 s): pacing it would only delay the reply, so it is not.
 
-    Before 2025.5 its ffmpeg conversion read the stream to the end first; it converts when the
-    request asks for another format or for any sample option. Pacing would only delay it.
+    Before 2026.11 it converts whenever another format or any sample option is asked for; from
+    2026.11 it honours the options the entity lists, and its ffmpeg reads a streamed WAV as it
+    comes.
     """
-    if HA_2025_5:
+    if HA_2026_11:
         return False
     return options.get(tts.ATTR_PREFERRED_FORMAT, "mp3") != "wav" or any(
         options.get(option) is not None

@@ -525,26 +525,36 @@ async def test_an_agent_that_never_answers_is_heard_as_a_failure(
     assert_heard(working)
 
 
-async def test_a_new_run_stops_the_agent_on_the_wire(
-    hass: HomeAssistant, start_agent: StartAgent, satellite: EsphomeLikeSatellite
+@pytest.mark.parametrize("streaming", [True, False], ids=["while-it-arrives", "all-arrived"])
+async def test_a_new_run_stops_the_agent(
+    hass: HomeAssistant,
+    start_agent: StartAgent,
+    satellite: EsphomeLikeSatellite,
+    streaming: bool,
 ) -> None:
-    """The wake word while the agent speaks: its turn is interrupted on the wire, its stream
-    ends and nothing of it plays after the new run starts."""
+    """The wake word while the agent speaks: its stream ends and nothing of it comes after the
+    new run starts, and the speaking state goes off then, whether its audio is still arriving
+    (then its turn is also interrupted on the wire) or has all arrived and is still playing."""
     agent = await start_agent(
-        tts=ToneTextToSpeech(ms_per_char=100.0, frequencies=(880.0,)), pace_audio=True
+        tts=ToneTextToSpeech(ms_per_char=100.0, frequencies=(880.0,)), pace_audio=streaming
     )
     log = SpeakingLog(hass)
     first = await satellite.wake()
     await until(lambda: first.reply is not None and first.reply.audible() is not None, WAIT)
     second = await satellite.wake()
     await until(lambda: first.reply is not None and first.reply.ended_at is not None, WAIT)
-    await settle(satellite)
     reply = first.reply
     assert reply is not None and reply.ended_at is not None
+    audible = reply.audible()
+    assert audible is not None and reply.ended_at < audible[1]  # cut before it played out
     assert reply.ended_at - second.started_at < 1.0
     assert reply.loudest_arriving_after(second.started_at + 0.3) == 0
-    (conversation,) = [c for c in agent.server.conversations.values() if c.turns]
-    assert conversation.turns[0].interrupted
+    (off, _) = next((t, s) for t, s in log.changes if s == STATE_OFF)
+    assert off - second.started_at < 1.0
+    await settle(satellite)
+    if streaming:
+        (conversation,) = [c for c in agent.server.conversations.values() if c.turns]
+        assert conversation.turns[0].interrupted
     assert_heard(second)
     assert log.changes[-1][1] == STATE_OFF
     log.remove()

@@ -231,9 +231,18 @@ class Playout:
         end = self._play_end + TAIL_GUARD
         while (now := self._loop.time()) < end:
             if await self._sleep(max(min(self._lead - LOW_WATER, end - now), 0.0)):
+                # Interrupted while the reply still plays: it ends now, not when it would have.
+                self.outcome = PlayoutOutcome.INTERRUPTED
+                self._audio_ended()
                 return
             if self._lead < LOW_WATER and self._loop.time() < end:
                 yield self._silence()
+
+    def stop(self) -> None:
+        """The user interrupted (a new run on the satellite): end the stream at once, without
+        cue or guard, also when the turn's audio has all been handed over already."""
+        if self.turn is not None:
+            self.turn.interrupt()
 
     async def _sleep(self, seconds: float) -> bool:
         """Sleep; True at once if the user interrupts the turn meanwhile."""
