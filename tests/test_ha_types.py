@@ -63,6 +63,6 @@ def test_mypy_knows_every_version_flag() -> None:
         text=True,
         check=True,
     ).stdout.split()[::2]
-    assert flags == ["HA_2026_5"]
+    assert "HA_2026_11" in flags  # the helper reads them all
     mypy = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["mypy"]
     assert sorted(mypy["always_false"]) == sorted(flags)
