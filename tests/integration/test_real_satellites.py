@@ -29,6 +29,9 @@ from homeassistant.setup import async_setup_component
 import numpy as np
 import pytest
 from pytest_homeassistant_custom_component.common import async_mock_service
+from pytest_homeassistant_custom_component.components.diagnostics import (
+    get_diagnostics_for_config_entry,
+)
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 import yarl
 
@@ -369,10 +372,15 @@ async def test_the_reply_is_heard_however_long_the_agent_takes(
 
 
 async def test_twenty_continued_turns_never_hear_the_reply(
-    hass: HomeAssistant, start_agent: StartAgent, satellite: EsphomeLikeSatellite
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    start_agent: StartAgent,
+    satellite: EsphomeLikeSatellite,
 ) -> None:
     """Continued conversation: the microphone reopens when the stream ends, never while the
     agent is audible; the speaking state and the turn timings follow every turn."""
+    # Diagnostics registers its HTTP views: before the satellite's client starts the server.
+    assert await async_setup_component(hass, "diagnostics", {})
     agent = await start_agent(
         tts=ToneTextToSpeech(ms_per_char=MS_PER_CHAR),
         backend=EchoResponder(answer=lambda text: f"You said {text}. Anything else?"),
@@ -400,6 +408,10 @@ async def test_twenty_continued_turns_never_hear_the_reply(
         ]
         assert None not in order and order == sorted(order), timings
     assert len(agent.server.recordings) == 1  # one session, twenty turns
+    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, agent.entry)
+    recent = diagnostics["recent_turns"]
+    assert len(recent) == 10
+    assert recent[-1]["first_audio_ms"] == log.turns[-1]["first_audio_ms"]
     log.remove()
 
 
