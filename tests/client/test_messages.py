@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import json
 
+import numpy as np
 import pytest
 
+from custom_components.layercode.client.audio import FRAME_BYTES
 from custom_components.layercode.client.config import SessionConfig, TurnTrigger, VadConfig
 from custom_components.layercode.client.messages import (
     InvalidMessageError,
@@ -21,6 +23,9 @@ from custom_components.layercode.client.messages import (
     UserTranscriptDelta,
     UserTranscriptInterimDelta,
     client_audio,
+    client_audio_frame,
+    client_ready,
+    encode_client_message,
     parse_server_message,
     replay_finished,
     response_data,
@@ -119,6 +124,41 @@ def test_client_messages_match_the_browser_sdk() -> None:
     }
     assert response_text("hi") == {"type": "client.response.text", "content": "hi"}
     assert response_data({"a": 1}) == {"type": "client.response.data", "data": {"a": 1}}
+
+
+def compact(message: dict[str, object]) -> str:
+    """How the browser SDK's JSON.stringify writes a message (and the session did)."""
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+
+
+def test_client_audio_frame_is_the_compact_json() -> None:
+    """The directly built `client.audio` text is byte for byte json.dumps of the message."""
+    rng = np.random.default_rng(3)
+    sizes = [0, 1, 2, 3, 4, 5, 1791, FRAME_BYTES, *rng.integers(0, 4000, 200).tolist()]
+    for size in sizes:
+        pcm = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+        frame = client_audio_frame(pcm)
+        assert frame == compact(client_audio(pcm))
+        assert frame.encode() == compact(client_audio(pcm)).encode("utf-8")
+        assert json.loads(frame) == client_audio(pcm)
+    assert client_audio_frame(bytes(range(256)) * 3) == compact(client_audio(bytes(range(256)) * 3))
+
+
+def test_encoded_client_messages_are_compact_utf8_json() -> None:
+    """Every client message goes out as compact JSON with text not escaped."""
+    for message in (
+        client_ready(),
+        client_audio(b"\x01\x02"),
+        vad_event("vad_end"),
+        turn_trigger(start=True),
+        replay_finished(),
+        response_text('Grüße, "Welt" \\ 👋\n'),
+        response_data({"ä": [1, 2.5, None, True], "nested": {"x": "ü"}}),
+    ):
+        assert encode_client_message(message) == compact(message)
+    assert (
+        encode_client_message(response_text("é")) == '{"type":"client.response.text","content":"é"}'
+    )
 
 
 def test_missing_config_means_automatic_defaults() -> None:

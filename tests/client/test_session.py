@@ -16,6 +16,7 @@ from custom_components.layercode.client import (
     AgentSpeakingChanged,
     AgentTurn,
     AgentTurnStarted,
+    AmplitudeChanged,
     Authorizer,
     Connected,
     InvalidApiKeyError,
@@ -27,7 +28,7 @@ from custom_components.layercode.client import (
     StatusChanged,
     TurnTrigger,
 )
-from custom_components.layercode.client.audio import FRAME_BYTES
+from custom_components.layercode.client.audio import FRAME_BYTES, rms_level
 from custom_components.layercode.client.messages import (
     ResponseData,
     TurnStart,
@@ -164,6 +165,37 @@ async def test_automatic_voice_turn(start_server: StartServer, make_session: Mak
     ]
     speaking = [e.speaking for e in events if isinstance(e, AgentSpeakingChanged)]
     assert speaking == [True, False]
+
+
+async def test_wire_text_and_levels(start_server: StartServer, make_session: MakeSession) -> None:
+    """Frames are compact UTF-8 JSON (audio too); levels are those of the audio sent or played.
+
+    `client.audio` text is built without json.dumps, the user's level from the resampler's
+    floats: the wire and the levels must not show it.
+    """
+    server = await start_server()
+    session, events = await make_session(server)
+    pcm = tone(0.6) + tone(0.6, 1000.0)[: len(tone(0.6)) // 2]
+    turn = await next_agent_turn(session, speak(session, pcm))
+    async with asyncio.timeout(TIMEOUT):
+        played = [chunk async for chunk in turn.audio_stream()]
+    await session.send_text("Grüße 👋")
+    await until(lambda: "client.response.text" in sent(server))
+
+    recording = server.recordings[-1]
+    for frame in recording.frames:
+        assert frame.message is not None
+        assert frame.raw == json.dumps(frame.message, separators=(",", ":"), ensure_ascii=False)
+    text = [f.raw for f in recording.frames if '"client.response.text"' in f.raw]
+    assert text == ['{"type":"client.response.text","content":"Grüße 👋"}']
+    frames = audio_frames(server)
+    user = [e.level for e in events if isinstance(e, AmplitudeChanged) and e.role == "user"]
+    assert len(user) == len(frames) - 1  # the rest, flushed at the end, sets no level
+    assert user == pytest.approx([rms_level(f) for f in frames[:-1]], abs=1e-4)
+    assert session.user_amplitude == user[-1] > 0.1
+    agent = [e.level for e in events if isinstance(e, AmplitudeChanged) and e.role == "agent"]
+    assert agent == pytest.approx([*(rms_level(c) for c in played), 0.0], rel=1e-12)
+    assert session.agent_amplitude == 0.0
 
 
 async def test_push_to_talk_with_preroll(

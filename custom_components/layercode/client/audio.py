@@ -6,6 +6,8 @@ All audio here is signed 16-bit little-endian mono PCM.
 from __future__ import annotations
 
 from collections.abc import Iterator
+import math
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -36,35 +38,71 @@ class Decimator:
 
     Chunks of any size go in; state carries over, so the output is the same as if the
     whole signal had been resampled at once.
+
+    Only the output samples that are kept are computed (a polyphase filter): tap `j` of
+    the low-pass only ever meets input samples whose index differs from the output's by
+    `j`, so the taps are split by `j % factor` and each set is convolved with the input
+    samples of the matching phase, `factor` times fewer of each. The sum is the filtered
+    signal at the kept positions, as convolving every input sample and striding would give.
     """
 
     def __init__(self, in_rate: int = MIC_RATE, out_rate: int = WIRE_INPUT_RATE) -> None:
         if in_rate % out_rate:
             raise ValueError(f"{in_rate} Hz is not a multiple of {out_rate} Hz")
-        self._factor = in_rate // out_rate
+        self._factor = factor = in_rate // out_rate
         # Pass band up to 85 % of the output's Nyquist rate; 6 kHz at 16 kHz is > 70 dB down.
-        self._taps = _lowpass_taps(16 * self._factor * 4 - 1, 0.85 / self._factor)
-        self._history: npt.NDArray[np.float64] = np.zeros(len(self._taps) - 1)
+        self._taps = _lowpass_taps(16 * factor * 4 - 1, 0.85 / factor)
+        span = len(self._taps) - 1
+        # Taps r, r + factor, ...: reversed (np.correlate with them is np.convolve, without
+        # the copy np.convolve makes per call), with where their input samples start
+        # relative to the first kept output's window.
+        self._phases = [
+            (
+                np.ascontiguousarray(self._taps[r::factor][::-1]),
+                span - r - factor * (len(self._taps[r::factor]) - 1),
+            )
+            for r in range(factor)
+        ]
+        self._history: npt.NDArray[np.float64] = np.zeros(span)
         self._phase = 0
+        """Where the next kept output lies, in input samples from the start of a chunk."""
         self._odd_byte = b""
 
     def process(self, pcm: bytes) -> bytes:
         """Resample one chunk; returns whatever output samples it completes."""
+        return to_pcm(self.process_samples(pcm))
+
+    def process_samples(self, pcm: bytes) -> npt.NDArray[np.float64]:
+        """`process`, before rounding to 16-bit PCM: the output samples as floats."""
         samples, self._odd_byte = _whole_samples(self._odd_byte + pcm)
         if not len(samples):
-            return b""
+            return _NO_SAMPLES
+        factor = self._factor
+        start = self._phase
         signal: npt.NDArray[np.float64] = np.concatenate((self._history, samples))
-        filtered = np.convolve(signal, self._taps, mode="valid").astype(np.float64)
-        self._history = signal[len(signal) - len(self._history) :]
-        picked = filtered[self._phase :: self._factor]
-        self._phase = (self._phase - len(filtered)) % self._factor
-        return to_pcm(picked)
+        self._history = signal[len(samples) :]
+        # Filter outputs (one per input sample) start..len(samples) in steps of factor.
+        count = -((start - len(samples)) // factor)
+        self._phase = (start - len(samples)) % factor
+        if count <= 0:
+            return _NO_SAMPLES
+        picked: npt.NDArray[np.float64] | None = None
+        for taps, skip in self._phases:
+            first = start + skip
+            inputs = signal[first : first + factor * (count + len(taps) - 2) + 1 : factor]
+            part = cast("npt.NDArray[np.float64]", np.correlate(inputs, taps, mode="valid"))
+            picked = part if picked is None else picked + part
+        assert picked is not None
+        return picked
 
     def reset(self) -> None:
         """Forget the filter state (a new utterance)."""
         self._history[:] = 0
         self._phase = 0
         self._odd_byte = b""
+
+
+_NO_SAMPLES: npt.NDArray[np.float64] = np.zeros(0)
 
 
 def _whole_samples(pcm: bytes) -> tuple[npt.NDArray[np.float64], bytes]:
@@ -109,8 +147,18 @@ def rms_level(pcm: bytes) -> float:
     count = len(pcm) // SAMPLE_WIDTH
     if not count:
         return 0.0
-    samples = np.frombuffer(pcm[: count * SAMPLE_WIDTH], dtype="<i2").astype(np.float64)
-    return min(1.0, float(np.sqrt(np.mean(samples * samples))) / _FULL_SCALE)
+    return sample_level(np.frombuffer(pcm, dtype="<i2", count=count).astype(np.float64))
+
+
+def sample_level(samples: npt.NDArray[np.float64]) -> float:
+    """`rms_level` of float samples (full scale 32768), such as `Decimator.process_samples`.
+
+    Of samples not yet rounded to PCM it differs from the PCM's level by the rounding only
+    (at most 0.5 / 32768).
+    """
+    if not len(samples):
+        return 0.0
+    return min(1.0, math.sqrt(float(np.dot(samples, samples)) / len(samples)) / _FULL_SCALE)
 
 
 def duration_seconds(pcm: bytes, rate: int) -> float:
@@ -147,6 +195,7 @@ class PcmConverter:
 
     Rates are changed by linear interpolation, carrying the position across chunks. That is
     enough for speech at 16 kHz going up to a player's rate; going down, use Decimator.
+    Same rate, mono, 16-bit in and out: the whole samples pass through as they are.
     """
 
     def __init__(
@@ -161,9 +210,12 @@ class PcmConverter:
         """Where the next output sample lies, in input samples from `_previous`."""
         self._previous: float | None = None
         self._odd_byte = b""
+        self._unchanged = in_rate == out_rate and channels == 1 and sample_width == SAMPLE_WIDTH
 
     def process(self, pcm: bytes) -> bytes:
         """Convert one chunk; returns the output samples it completes."""
+        if self._unchanged:
+            return self._pass_through(pcm)
         samples, self._odd_byte = _whole_samples(self._odd_byte + pcm)
         if self._previous is not None:
             samples = np.concatenate(([self._previous], samples))
@@ -178,6 +230,16 @@ class PcmConverter:
         )
         self._previous = float(samples[-1])
         return self._encode(out)
+
+    def _pass_through(self, pcm: bytes) -> bytes:
+        """The whole samples of `pcm`, an odd byte kept for the next chunk."""
+        if self._odd_byte:
+            pcm = self._odd_byte + pcm
+            self._odd_byte = b""
+        if len(pcm) % SAMPLE_WIDTH:
+            self._odd_byte = pcm[-1:]
+            return pcm[:-1]
+        return pcm
 
     def _encode(self, samples: npt.NDArray[np.float64]) -> bytes:
         if self._channels > 1:

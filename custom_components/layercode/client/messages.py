@@ -204,6 +204,25 @@ def client_audio(pcm: bytes) -> ClientMessage:
     return {"type": "client.audio", "content": base64.b64encode(pcm).decode("ascii")}
 
 
+def client_audio_frame(pcm: bytes) -> str:
+    """`encode_client_message(client_audio(pcm))`, built directly for the hot path.
+
+    Base64 text is ASCII without quotes or backslashes, so it needs no JSON escaping.
+    """
+    return _CLIENT_AUDIO_PREFIX + base64.b64encode(pcm).decode("ascii") + '"}'
+
+
+_CLIENT_AUDIO_PREFIX = '{"type":"client.audio","content":"'
+
+
+def encode_client_message(message: ClientMessage) -> str:
+    """The frame text of a client message: compact JSON, text as UTF-8, not escaped.
+
+    That is how the browser SDK's `JSON.stringify` sends it.
+    """
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+
+
 def vad_event(event: VadEvent) -> ClientMessage:
     """Local speech start or end, in automatic turn-taking."""
     return {"type": "vad_events", "event": event}

@@ -10,14 +10,13 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 import contextlib
-import json
 import logging
 from typing import Any
 
 import aiohttp
 from yarl import URL
 
-from .audio import FRAME_BYTES, Decimator, FrameBatcher, rms_level
+from .audio import FRAME_BYTES, Decimator, FrameBatcher, rms_level, sample_level, to_pcm
 from .authorize import Authorizer
 from .config import Authorization, SessionConfig, TurnTrigger
 from .errors import (
@@ -50,8 +49,9 @@ from .messages import (
     ServerMessage,
     TurnEnd,
     TurnStart,
-    client_audio,
+    client_audio_frame,
     client_ready,
+    encode_client_message,
     parse_server_message,
     replay_finished,
     response_data,
@@ -282,14 +282,21 @@ class LayercodeSession:
         self._set_status(SessionStatus.ERROR)
 
     async def _send(self, message: ClientMessage) -> None:
+        await self._send_frame(message["type"], encode_client_message(message))
+
+    async def _send_audio(self, pcm: bytes) -> None:
+        """A `client.audio` frame, its text built directly (the same bytes as `_send`'s)."""
+        await self._send_frame("client.audio", client_audio_frame(pcm))
+
+    async def _send_frame(self, kind: str, frame: str) -> None:
         ws = self._ws
         if ws is None or ws.closed:
-            raise SessionClosedError(f"Cannot send {message['type']}: not connected")
+            raise SessionClosedError(f"Cannot send {kind}: not connected")
         async with self._send_lock:
             try:
-                await ws.send_str(json.dumps(message, separators=(",", ":"), ensure_ascii=False))
+                await ws.send_str(frame)
             except (ConnectionError, aiohttp.ClientError) as err:
-                raise SessionClosedError(f"Cannot send {message['type']}: {err}") from err
+                raise SessionClosedError(f"Cannot send {kind}: {err}") from err
 
     # -- server messages ---------------------------------------------------------------
 
@@ -551,11 +558,12 @@ class LayercodeSession:
         if not self._capturing:
             return
         for block in self._batcher.push(pcm):
-            frame = self._decimator.process(block)
-            self.user_amplitude = rms_level(frame)
+            samples = self._decimator.process_samples(block)
+            frame = to_pcm(samples)
+            self.user_amplitude = sample_level(samples)
             self._emit(AmplitudeChanged("user", self.user_amplitude))
             if self._speech_open or not self._gated:
-                await self._send(client_audio(frame))
+                await self._send_audio(frame)
             else:
                 self._preroll.append(frame)
 
@@ -566,7 +574,7 @@ class LayercodeSession:
         self._speech_open = False
         rest = self._decimator.process(self._batcher.flush())
         if rest and self._capturing:
-            await self._send(client_audio(rest))
+            await self._send_audio(rest)
         self._decimator.reset()
         if self.config.trigger is TurnTrigger.PUSH_TO_TALK:
             await self._send(turn_trigger(start=False))
@@ -577,7 +585,7 @@ class LayercodeSession:
 
     async def _flush_preroll(self) -> None:
         while self._preroll:
-            await self._send(client_audio(self._preroll.popleft()))
+            await self._send_audio(self._preroll.popleft())
 
     # -- text and data -----------------------------------------------------------------
 
