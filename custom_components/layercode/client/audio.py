@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 import math
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -242,10 +242,15 @@ class PcmConverter:
         return pcm
 
     def _encode(self, samples: npt.NDArray[np.float64]) -> bytes:
-        if self._channels > 1:
-            samples = np.repeat(samples, self._channels)
+        """Mono floats to the output width, then copied to every channel (in that order: the
+        rounding is done once per sample, not once per channel)."""
+        encoded: npt.NDArray[Any]
         if self._sample_width == 1:
-            return (np.clip(np.rint(samples / 256), -128, 127) + 128).astype(np.uint8).tobytes()
-        if self._sample_width == 4:
-            return (np.rint(samples) * 65536).astype("<i4").tobytes()
-        return to_pcm(samples)
+            encoded = (np.clip(np.rint(samples / 256), -128, 127) + 128).astype(np.uint8)
+        elif self._sample_width == 4:
+            encoded = (np.rint(samples) * 65536).astype("<i4")
+        else:
+            encoded = np.clip(np.rint(samples), -32768, 32767).astype("<i2")
+        if self._channels > 1:
+            encoded = np.repeat(encoded, self._channels)
+        return encoded.tobytes()
