@@ -50,8 +50,8 @@ from .common import SectionResult, quick
 
 __all__ = ["satellite", "start_agent"]  # the fixtures this module uses
 
-RUNS = 2 if quick() else 8
-TURNS = 3 if quick() else 12
+RUNS = 2 if quick() else 5
+TURNS = 3 if quick() else 8
 WAIT = 60.0
 
 
