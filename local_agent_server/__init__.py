@@ -8,6 +8,7 @@ backend and deterministic speech engines so that it runs with no network and no 
 from .backend import EchoResponder, Reply, Responder, SendData, Speak, WebhookBackend
 from .detection import EnergySettings
 from .engines import SampleCountSpeechToText, SpeechToText, TextToSpeech, ToneTextToSpeech
+from .home_control import HomeControlResponder
 from .records import (
     ClientFrame,
     ConnectionRecording,
@@ -25,6 +26,7 @@ __all__ = [
     "Conversation",
     "EchoResponder",
     "EnergySettings",
+    "HomeControlResponder",
     "LocalAgentServer",
     "Reply",
     "Responder",

@@ -695,6 +695,12 @@ def _schema(source: Source, node: ast.expr | None) -> vol.Schema | None:
     """The real schema object a form shows (through `add_suggested_values_to_schema`)."""
     if isinstance(node, ast.Call) and node.args:
         node = node.args[0]
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "extend"
+    ):
+        node = node.func.value  # SCHEMA.extend(...): the fields shown are SCHEMA's
     if node is None:
         return None
     value = source.evaluate(node)

@@ -30,7 +30,9 @@ from .const import (
     CONF_AUTHORIZE_URL,
     CONF_FALLBACK_TTS,
     CONF_IDLE_TIMEOUT,
+    CONF_LLM_HASS_API,
     CONF_METADATA,
+    CONF_PROMPT,
     CONF_TURN_TAKING,
     CONF_WEBSOCKET_URL,
     DEFAULT_AUDIO_OUTPUT,
@@ -78,6 +80,8 @@ def settings_from_entry(entry: ConfigEntry) -> RuntimeSettings:
         audio_output=bool(entry.options.get(CONF_AUDIO_OUTPUT, DEFAULT_AUDIO_OUTPUT)),
         fallback_tts=entry.options.get(CONF_FALLBACK_TTS) or None,
         agent_turn_detection=bool(entry.options.get(CONF_AGENT_TURN_DETECTION, False)),
+        llm_apis=tuple(entry.options.get(CONF_LLM_HASS_API) or ()),
+        llm_prompt=entry.options.get(CONF_PROMPT) or "",
     )
 
 

@@ -19,7 +19,11 @@ from homeassistant.const import MAJOR_VERSION, MINOR_VERSION
 
 _HA = MAJOR_VERSION * 100 + MINOR_VERSION
 
+# ToolInput.external: ChatLog.async_add_assistant_content_without_tools takes external tool calls.
+HA_2025_11 = _HA >= 202511
 # stt.SpeechAudioProcessing (requires_external_vad), pipeline validation errors as events.
 HA_2026_5 = _HA >= 202605
+# llm.ToolResult: APIInstance.async_call_tool returns it, ToolResultContent(result=...).
+HA_2026_10 = _HA >= 202610
 # tts.async_create_audio_stream / PcmFormat: raw PCM hosted without a TTS engine, uncached.
 HA_2026_11 = _HA >= 202611

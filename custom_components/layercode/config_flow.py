@@ -14,6 +14,7 @@ from homeassistant.config_entries import (
     OptionsFlow,
 )
 from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import llm
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import (
     BooleanSelector,
@@ -22,6 +23,7 @@ from homeassistant.helpers.selector import (
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
+    SelectOptionDict,
     SelectSelector,
     SelectSelectorConfig,
     SelectSelectorMode,
@@ -51,7 +53,9 @@ from .const import (
     CONF_AUTHORIZE_URL,
     CONF_FALLBACK_TTS,
     CONF_IDLE_TIMEOUT,
+    CONF_LLM_HASS_API,
     CONF_METADATA,
+    CONF_PROMPT,
     CONF_TURN_TAKING,
     CONF_WEBSOCKET_URL,
     DEFAULT_AUDIO_OUTPUT,
@@ -109,8 +113,23 @@ OPTIONS_SCHEMA = vol.Schema(
         vol.Optional(CONF_AUDIO_OUTPUT, default=DEFAULT_AUDIO_OUTPUT): BooleanSelector(),
         vol.Optional(CONF_FALLBACK_TTS): EntitySelector(EntitySelectorConfig(domain="tts")),
         vol.Optional(CONF_AGENT_TURN_DETECTION, default=False): BooleanSelector(),
+        vol.Optional(CONF_PROMPT): TextSelector(TextSelectorConfig(multiline=True)),
+        # The APIs are filled in when the form is shown (`llm_api_options`).
+        vol.Optional(CONF_LLM_HASS_API): SelectSelector(
+            SelectSelectorConfig(options=[], multiple=True)
+        ),
     }
 )
+
+
+def llm_api_options(hass: HomeAssistant) -> dict[vol.Optional, SelectSelector]:
+    """ "Control Home Assistant": the LLM APIs Home Assistant offers now (none by default)."""
+    apis = [SelectOptionDict(value=api.id, label=api.name) for api in llm.async_get_apis(hass)]
+    return {
+        vol.Optional(CONF_LLM_HASS_API): SelectSelector(
+            SelectSelectorConfig(options=apis, multiple=True)
+        )
+    }
 
 
 def _valid_url(value: str, schemes: frozenset[str]) -> bool:
@@ -351,6 +370,10 @@ class LayercodeOptionsFlow(OptionsFlow):
                 }
                 if fallback_tts := user_input.get(CONF_FALLBACK_TTS):
                     options[CONF_FALLBACK_TTS] = fallback_tts
+                if apis := [str(api) for api in user_input.get(CONF_LLM_HASS_API) or []]:
+                    options[CONF_LLM_HASS_API] = apis
+                if prompt := str(user_input.get(CONF_PROMPT) or "").strip():
+                    options[CONF_PROMPT] = prompt
                 return self.async_create_entry(data=options)
             suggested: Mapping[str, Any] = user_input
         else:
@@ -362,6 +385,8 @@ class LayercodeOptionsFlow(OptionsFlow):
 
         return self.async_show_form(
             step_id="init",
-            data_schema=self.add_suggested_values_to_schema(OPTIONS_SCHEMA, suggested),
+            data_schema=self.add_suggested_values_to_schema(
+                OPTIONS_SCHEMA.extend(llm_api_options(self.hass)), suggested
+            ),
             errors=errors,
         )

@@ -18,6 +18,10 @@ CONF_IDLE_TIMEOUT: Final = "idle_timeout"
 CONF_AUDIO_OUTPUT: Final = "audio_output"
 CONF_FALLBACK_TTS: Final = "fallback_tts"
 CONF_AGENT_TURN_DETECTION: Final = "agent_turn_detection"
+CONF_LLM_HASS_API: Final = "llm_hass_api"
+"""The LLM APIs whose tools the agent is offered; the core AI integrations' key."""
+CONF_PROMPT: Final = "prompt"
+"""Extra instructions sent to the agent's backend with the tools."""
 
 DEFAULT_IDLE_TIMEOUT: Final = 300
 """Seconds without activity after which an open agent session is closed."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+import asyncio
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
 import logging
 from typing import Literal
 
@@ -19,7 +21,8 @@ from . import LayercodeConfigEntry
 from .client import AgentTurn
 from .const import DOMAIN
 from .entity import LayercodeEntity
-from .runtime import ACTION_INPUT, InputSource
+from .runtime import ACTION_INPUT, Conversation, InputSource
+from .tools import record_in_chat_log
 from .voice import async_check_local_intents, bind_to_chat_session, current_conversation_id
 
 _LOGGER = logging.getLogger(__name__)
@@ -86,7 +89,10 @@ class LayercodeConversationEntity(LayercodeEntity, conversation.ConversationEnti
         async_check_local_intents(self.hass, self.entity_id)
         runtime = self.runtime
         conv = await runtime.async_get_conversation(
-            chat_log.conversation_id, device_id=user_input.device_id
+            chat_log.conversation_id,
+            device_id=user_input.device_id,
+            user_id=user_input.context.user_id,
+            language=user_input.language,
         )
         bind_to_chat_session(self.hass, runtime, conv)
         pending = runtime.async_pending_voice_input(conv, user_input.text)
@@ -97,11 +103,19 @@ class LayercodeConversationEntity(LayercodeEntity, conversation.ConversationEnti
         turn = await runtime.async_answer(conv, pending)
         pending.answered = True
         if turn is None:
+            self._record_tool_calls(conv, user_input, chat_log)
             return await self._no_answer(user_input, chat_log)
-        async for _content in chat_log.async_add_delta_content_stream(
-            user_input.agent_id, _deltas(turn)
-        ):
-            pass
+        try:
+            async for _content in chat_log.async_add_delta_content_stream(
+                user_input.agent_id,
+                _deltas(turn, lambda: self._record_tool_calls(conv, user_input, chat_log)),
+            ):
+                pass
+        except asyncio.CancelledError:
+            # The run was cancelled while the agent spoke (the satellite started a new one,
+            # which gets a new conversation): the reply stops too, here and on the wire.
+            runtime.async_interrupt(conv, on_wire=True)
+            raise
         intent_response = intent.IntentResponse(language=user_input.language)
         intent_response.async_set_speech(turn.text)
         return conversation.ConversationResult(
@@ -109,6 +123,16 @@ class LayercodeConversationEntity(LayercodeEntity, conversation.ConversationEnti
             conversation_id=chat_log.conversation_id,
             continue_conversation=expects_answer(turn),
         )
+
+    @staticmethod
+    def _record_tool_calls(
+        conv: Conversation,
+        user_input: conversation.ConversationInput,
+        chat_log: conversation.ChatLog,
+    ) -> None:
+        """Put the agent's tool calls of this turn in the chat log (the Assist debug view)."""
+        records, conv.tools.records = conv.tools.records, []
+        record_in_chat_log(chat_log, user_input.agent_id, records)
 
     async def _no_answer(
         self, user_input: conversation.ConversationInput, chat_log: conversation.ChatLog
@@ -130,8 +154,22 @@ class LayercodeConversationEntity(LayercodeEntity, conversation.ConversationEnti
         )
 
 
-async def _deltas(turn: AgentTurn) -> AsyncGenerator[AssistantContentDeltaDict]:
-    """The agent's text as chat-log deltas, as it arrives (bounded)."""
-    yield {"role": "assistant"}
-    async for piece in turn.text_deltas():
-        yield {"content": piece}
+async def _deltas(
+    turn: AgentTurn, before_text: Callable[[], None]
+) -> AsyncGenerator[AssistantContentDeltaDict]:
+    """The agent's text as chat-log deltas, as it arrives (bounded).
+
+    `before_text` runs once before the text starts, when the tool calls the agent made before
+    it spoke are known (a backend speaks after their results), so that they come first.
+    """
+    started = False
+    async with aclosing(turn.text_deltas()) as pieces:
+        async for piece in pieces:
+            if not started:
+                started = True
+                before_text()
+                yield {"role": "assistant"}
+            yield {"content": piece}
+    if not started:
+        before_text()
+        yield {"role": "assistant"}

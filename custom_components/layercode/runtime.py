@@ -47,6 +47,7 @@ from .client.messages import ResponseData, ResponseEnd, UserTranscript
 from .client.playout import Playout
 from .compat import HA_2026_11
 from .const import DOMAIN
+from .tools import HomeControl, ToolScope, is_tool_call
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ SPARE_LIFETIME = timedelta(seconds=60)
 """How long a session opened ahead (a welcome, a prepare) waits for its conversation."""
 RECENT_TURNS = 10
 """How many turns' timings diagnostics keep."""
+TOOL_RECORDS = 20
+"""Tool calls kept per conversation until the conversation entity writes them to the chat log."""
 
 
 class InputSource(StrEnum):
@@ -154,6 +157,8 @@ class RuntimeEventType(StrEnum):
     AGENT_SPEAKING_STOPPED = "agent_speaking_stopped"
     TURN_FINISHED = "turn_finished"
     """A played turn's timings, in ms from the end of the user's speech."""
+    AGENT_TOOL_CALL = "agent_tool_call"
+    """A Home Assistant tool the agent called: name, arguments, result or error."""
     ERROR = "error"
 
 
@@ -197,6 +202,8 @@ class Conversation:
     speaking: bool = False
     """The agent's audio is playing at a listener (a TTS stream), by the audio's own length."""
     speaking_ends: asyncio.TimerHandle | None = None
+    tools: ToolScope = field(default_factory=ToolScope)
+    """Home control: who its tool calls act for, and calls not yet in the chat log."""
 
     def input_for(self, turn: AgentTurn) -> UserInput | None:
         """The user input that `turn` answers, if it is still remembered."""
@@ -214,6 +221,9 @@ class RuntimeSettings:
     audio_output: bool
     fallback_tts: str | None = None
     agent_turn_detection: bool = False
+    llm_apis: tuple[str, ...] = ()
+    """The LLM APIs whose tools the agent's backend is offered ("Control Home Assistant")."""
+    llm_prompt: str = ""
 
 
 class LayercodeRuntime:
@@ -245,6 +255,8 @@ class LayercodeRuntime:
         """Playouts streaming now, with the conversation each belongs to."""
         self.recent_turns: deque[dict[str, Any]] = deque(maxlen=RECENT_TURNS)
         """Timings of the last turns played, for diagnostics."""
+        self.home_control = HomeControl(hass, settings.llm_apis, settings.llm_prompt)
+        self._tool_tasks: set[asyncio.Task[None]] = set()
 
     # -- aggregate state -------------------------------------------------------------
 
@@ -309,9 +321,42 @@ class LayercodeRuntime:
     # -- conversations ---------------------------------------------------------------
 
     async def async_get_conversation(
-        self, conversation_id: str | None = None, *, device_id: str | None = None
+        self,
+        conversation_id: str | None = None,
+        *,
+        device_id: str | None = None,
+        user_id: str | None = None,
+        language: str | None = None,
     ) -> Conversation:
-        """The conversation's session, opened (or resumed) on first use."""
+        """The conversation's session, opened (or resumed) on first use.
+
+        With home control on, its backend is offered the tools for the conversation's device,
+        user and language (again whenever one of them becomes known or changes).
+        """
+        conversation = await self._async_get_conversation(conversation_id, device_id)
+        scope = conversation.tools
+        scope.device_id = conversation.device_id
+        if user_id:
+            scope.user_id = user_id
+        if language:
+            scope.language = language
+        if self.home_control.enabled and scope.offered != scope.key:
+            await self._async_offer_tools(conversation)
+        return conversation
+
+    async def _async_offer_tools(self, conversation: Conversation) -> None:
+        scope = conversation.tools
+        scope.offered = scope.key
+        try:
+            message = await self.home_control.async_tools_message(scope)
+            await conversation.session.send_data(message)
+        except (HomeAssistantError, LayercodeError, TimeoutError) as err:
+            scope.offered = None
+            _LOGGER.warning("Could not offer Home Assistant's tools to the agent: %s", err)
+
+    async def _async_get_conversation(
+        self, conversation_id: str | None, device_id: str | None
+    ) -> Conversation:
         if self._closed:
             raise HomeAssistantError(translation_domain=DOMAIN, translation_key="not_loaded")
         conversation_id = conversation_id or ulid_util.ulid_now()
@@ -432,6 +477,8 @@ class LayercodeRuntime:
         self._closed = True
         for pending in list(self._opening.values()):
             pending.cancel()
+        for task in list(self._tool_tasks):
+            task.cancel()
         await self.async_end_conversation()
         self._state_listeners.clear()
         self._event_listeners.clear()
@@ -505,6 +552,13 @@ class LayercodeRuntime:
                         {"text": content, "turn_id": turn_id},
                     )
                 )
+            case ResponseData(content=content) if is_tool_call(content):
+                self._touch(conversation)
+                task = self.hass.async_create_task(
+                    self._async_tool_call(conversation, content), eager_start=False
+                )
+                self._tool_tasks.add(task)
+                task.add_done_callback(self._tool_tasks.discard)
             case ResponseData(content=content, turn_id=turn_id):
                 self._touch(conversation)
                 self._fire(
@@ -533,6 +587,18 @@ class LayercodeRuntime:
                     )
                 )
                 self._notify_state()
+
+    async def _async_tool_call(self, conversation: Conversation, content: dict[str, Any]) -> None:
+        """Run the agent's tool call, answer it, and record it (chat log, event entity)."""
+        record = await self.home_control.async_call(conversation.tools, content)
+        records = conversation.tools.records
+        records.append(record)
+        del records[:-TOOL_RECORDS]  # calls no chat log took (e.g. after the reply) are dropped
+        try:
+            await conversation.session.send_data(record.message())
+        except LayercodeError as err:
+            _LOGGER.warning("Could not send the result of tool %s: %s", record.name, err)
+        self._fire_conversation(conversation, RuntimeEventType.AGENT_TOOL_CALL, record.attributes())
 
     @staticmethod
     def _attach_agent_turn(conversation: Conversation, turn: AgentTurn) -> None:
@@ -730,13 +796,25 @@ class LayercodeRuntime:
         )
 
     @callback
-    def async_interrupt(self, conversation: Conversation) -> None:
+    def async_interrupt(self, conversation: Conversation, *, on_wire: bool = False) -> None:
         """A new run on this conversation (wake word, "stop"): silence the agent at once,
-        also where its audio has all arrived and is still playing."""
+        also where its audio has all arrived and is still playing. `on_wire` tells the
+        server too (when no user turn of this conversation will)."""
         conversation.session.interrupt_agent()
+        if on_wire:
+            self.hass.async_create_background_task(
+                self._async_cut_in(conversation), "layercode cut in", eager_start=True
+            )
         for playout, owner in list(self._playing.items()):
             if owner() is conversation:
                 playout.stop()
+
+    @staticmethod
+    async def _async_cut_in(conversation: Conversation) -> None:
+        try:
+            await conversation.session.cut_in()
+        except LayercodeError as err:
+            _LOGGER.debug("Could not tell the agent it was cut off: %s", err)
 
     async def async_prepare(self, conversation_id: str | None) -> None:
         """Open the session before it is needed: the run's own, or a spare for the next one."""

@@ -14,6 +14,7 @@ from unittest.mock import AsyncMock
 from homeassistant.config_entries import SOURCE_USER
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers import llm
 from homeassistant.helpers.translation import async_get_translations
 from homeassistant.util import dt as dt_util
 import pytest
@@ -36,7 +37,9 @@ from custom_components.layercode.const import (
     CONF_AUTHORIZE_URL,
     CONF_FALLBACK_TTS,
     CONF_IDLE_TIMEOUT,
+    CONF_LLM_HASS_API,
     CONF_METADATA,
+    CONF_PROMPT,
     CONF_TURN_TAKING,
     CONF_WEBSOCKET_URL,
     DEFAULT_IDLE_TIMEOUT,
@@ -679,6 +682,8 @@ async def test_options_flow_success(
         CONF_AUDIO_OUTPUT,
         CONF_FALLBACK_TTS,
         CONF_AGENT_TURN_DETECTION,
+        CONF_PROMPT,
+        CONF_LLM_HASS_API,
     ]
     assert defaults(result) == {
         CONF_TURN_TAKING: TurnTaking.AGENT,
@@ -731,6 +736,45 @@ async def test_options_flow_success(
         CONF_AUDIO_OUTPUT: True,
         CONF_AGENT_TURN_DETECTION: False,
     }
+
+
+async def test_options_flow_control_home_assistant(
+    hass: HomeAssistant, authorize_endpoint: AuthorizeEndpoint
+) -> None:
+    """ "Control Home Assistant" offers Home Assistant's LLM APIs (none by default), stored as a
+    list with the extra instructions; emptied, both are gone and the other options stay."""
+    entry = add_entry(hass, authorize_endpoint.url)
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    selector = next(
+        value for key, value in result["data_schema"].schema.items() if key == CONF_LLM_HASS_API
+    )
+    config = selector.config
+    assert config["multiple"] is True
+    offered = {option["value"]: option["label"] for option in config["options"]}
+    assert offered == {api.id: api.name for api in llm.async_get_apis(hass)}
+    assert llm.LLM_API_ASSIST in offered
+    assert CONF_LLM_HASS_API not in defaults(result)
+
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {CONF_LLM_HASS_API: [llm.LLM_API_ASSIST], CONF_PROMPT: "  Answer briefly.  "},
+    )
+    await hass.async_block_till_done()
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert entry.options[CONF_LLM_HASS_API] == [llm.LLM_API_ASSIST]
+    assert entry.options[CONF_PROMPT] == "Answer briefly."
+    assert entry.options[CONF_TURN_TAKING] == TurnTaking.AGENT
+
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    shown = suggested_values(result)
+    assert shown[CONF_LLM_HASS_API] == [llm.LLM_API_ASSIST]
+    assert shown[CONF_PROMPT] == "Answer briefly."
+    await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_LLM_HASS_API: [], CONF_PROMPT: ""}
+    )
+    await hass.async_block_till_done()
+    assert CONF_LLM_HASS_API not in entry.options
+    assert CONF_PROMPT not in entry.options
 
 
 @pytest.mark.parametrize("metadata", ["not json", "[1, 2]", '"text"', "{'room': 1}", "42"])
@@ -786,6 +830,8 @@ def test_translations_match_strings() -> None:
         CONF_AUDIO_OUTPUT,
         CONF_FALLBACK_TTS,
         CONF_AGENT_TURN_DETECTION,
+        CONF_LLM_HASS_API,
+        CONF_PROMPT,
     }
 
 

@@ -553,6 +553,15 @@ class LayercodeSession:
         if self._capturing:
             await self._flush_preroll()
 
+    async def cut_in(self) -> None:
+        """The user cut the agent off without a word here (the satellite moved on to a new
+        run): an empty user turn, so that the server stops the agent's turn too."""
+        if self._speech_open:
+            return  # a real user turn already does it
+        self.interrupt_agent()
+        await self.begin_user_speech()
+        await self.end_user_speech()
+
     async def send_audio(self, pcm: bytes) -> None:
         """Hand over 16 kHz 16-bit mono PCM from the microphone, in chunks of any size."""
         if not self._capturing:
