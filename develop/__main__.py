@@ -20,10 +20,16 @@ import time
 
 import aiohttp
 
-from local_agent_server import EchoResponder, LocalAgentServer
+from local_agent_server import HomeControlResponder, LocalAgentServer
 
 from . import AGENT_ID, PASSWORD, REPO, USERNAME
-from .hass_api import ApiError, HomeAssistantApi, add_layercode_entry, create_agent_pipeline
+from .hass_api import (
+    ApiError,
+    HomeAssistantApi,
+    add_layercode_entry,
+    create_agent_pipeline,
+    let_agent_control_home,
+)
 from .runtime import (
     RuntimeDirError,
     create_storage,
@@ -89,7 +95,7 @@ async def _start_server(args: argparse.Namespace, speech: Speech) -> LocalAgentS
     if prepare is not None:
         await prepare()  # load the model now, not on the first turn
     server = LocalAgentServer(
-        agent_id=AGENT_ID, stt=speech.stt, tts=speech.tts, backend=EchoResponder()
+        agent_id=AGENT_ID, stt=speech.stt, tts=speech.tts, backend=HomeControlResponder()
     )
     try:
         await server.start("127.0.0.1", args.server_port)
@@ -141,6 +147,7 @@ async def _develop(args: argparse.Namespace, stack: contextlib.AsyncExitStack) -
         entry_id = await add_layercode_entry(
             api, AGENT_ID, server.authorize_url, server.websocket_url
         )
+        await let_agent_control_home(api, entry_id)
         pipeline_id = await create_agent_pipeline(api, entry_id, PIPELINE_NAME)
 
     _print_banner(args, version, base_url, server, speech, config, time.monotonic() - started)
@@ -167,6 +174,12 @@ async def _develop(args: argparse.Namespace, stack: contextlib.AsyncExitStack) -
         reply = (args.reply_wav or runtime / "reply.wav").resolve()
         result = await run_voice_request(api, pipeline_id, pcm, reply)
         print(f"\nHeard: {result.heard!r}\nAgent: {result.answer!r}")
+        lights = [
+            f"{state['attributes'].get('friendly_name', state['entity_id'])} {state['state']}"
+            for state in await api.rest("GET", "/api/states")
+            if state["entity_id"].startswith("light.")
+        ]
+        print(f"Lights: {', '.join(lights)}")
         if result.wav is not None:
             print(f"Reply audio: {result.wav} ({result.reply_seconds:.2f} s)")
         if result.error or result.wav is None:

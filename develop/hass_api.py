@@ -192,6 +192,21 @@ async def add_layercode_entry(
     return str(result["result"]["entry_id"])
 
 
+async def let_agent_control_home(api: HomeAssistantApi, entry_id: str) -> None:
+    """Walk the entry's options flow as the UI does: "Control Home Assistant" with the Assist
+    API, so that the agent's backend gets Home Assistant's tools (the demo lights)."""
+    flow = await api.rest("POST", "/api/config/config_entries/options/flow", {"handler": entry_id})
+    if flow.get("type") != "form":
+        raise ApiError(f"the Layercode options flow did not show its form: {flow}")
+    result = await api.rest(
+        "POST",
+        f"/api/config/config_entries/options/flow/{flow['flow_id']}",
+        {"llm_hass_api": ["assist"]},
+    )
+    if result.get("type") != "create_entry":
+        raise ApiError(f"the Layercode options flow did not save: {result}")
+
+
 async def create_agent_pipeline(api: HomeAssistantApi, entry_id: str, name: str) -> str:
     """An Assist pipeline of the entry's STT, conversation and TTS entities, made preferred.
 
