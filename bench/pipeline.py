@@ -28,7 +28,7 @@ import resource
 import time
 from typing import TYPE_CHECKING, Any, cast
 
-from homeassistant.components import assist_pipeline, stt
+from homeassistant.components import assist_pipeline
 from homeassistant.components.assist_pipeline import (
     AudioSettings,
     PipelineEvent,
@@ -41,6 +41,7 @@ import pytest
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from tests.integration.conftest import AGENT_ID, API_KEY, make_entry, setup, unload
+from tests.integration.test_assist_pipeline import METADATA
 
 from . import profiles
 from .agent_process import AgentProcess
@@ -68,14 +69,6 @@ VARIANTS: dict[str, str | dict[str, Any]] = {
 }
 """What the pipeline asks the TTS stage for. Home Assistant converts with ffmpeg whenever the
 format differs from the entity's WAV or any sample option is set (2025.4 and 2026.2 alike)."""
-METADATA = stt.SpeechMetadata(
-    language="en",
-    format=stt.AudioFormats.WAV,
-    codec=stt.AudioCodecs.PCM,
-    bit_rate=stt.AudioBitRates.BITRATE_16,
-    sample_rate=stt.AudioSampleRates.SAMPLERATE_16000,
-    channel=stt.AudioChannels.CHANNEL_MONO,
-)
 MARKS = ("stt-end", "intent-end", "tts-end", "first_byte", "first_audio", "last_byte")
 LABELS = {
     "stt-end": "end of speech -> stt-end",

@@ -63,15 +63,19 @@ def stats(values: list[float]) -> str:
     return f"{np.percentile(array, 50):.0f} / {array.max():.0f}"
 
 
-def first_agent_audio(run: Run, threshold: int = 200) -> float | None:
+def audible_arrivals(run: Run, threshold: int = 200) -> list[float]:
+    """When each audible piece of the reply arrived at the satellite."""
+    sound = run.reply.sound if run.reply else []
+    return [
+        arrived
+        for arrived, _, samples in sound
+        if len(samples) and int(np.abs(samples.astype(np.int32)).max()) >= threshold
+    ]
+
+
+def first_agent_audio(run: Run) -> float | None:
     """When the reply's first audible sample arrived at the satellite."""
-    reply = run.reply
-    if reply is None:
-        return None
-    for arrived, _, samples in reply.sound:
-        if len(samples) and int(np.abs(samples.astype(np.int32)).max()) >= threshold:
-            return arrived
-    return None
+    return next(iter(audible_arrivals(run)), None)
 
 
 async def wake_and_settle(satellite: EsphomeLikeSatellite, **kwargs: int) -> Run:
@@ -231,14 +235,9 @@ async def stop_latency(
         # The server's clock is time.monotonic(); the loop's is too, by default.
         if vad is not None:
             wire.append(vad - stop.started_at)
-        reply = speaking.reply
-        if reply is not None:
-            arrivals = [
-                arrived
-                for arrived, _, samples in reply.sound
-                if len(samples) and int(np.abs(samples.astype(np.int32)).max()) >= 200
-            ]
-            late.append(max(0.0, max(arrivals, default=stop.started_at) - stop.started_at))
+        if speaking.reply is not None:
+            last = max(audible_arrivals(speaking), default=stop.started_at)
+            late.append(max(0.0, last - stop.started_at))
     result.add(
         "New run to vad_start at the server (interruption on the wire)",
         stats(wire),
