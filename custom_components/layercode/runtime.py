@@ -693,7 +693,7 @@ class LayercodeRuntime:
     def async_play(
         self,
         conversation_id: str | None,
-        turn: AgentTurn | Awaitable[AgentTurn | None],
+        turn: AgentTurn | Callable[[], Awaitable[AgentTurn | None]],
         *,
         paced: bool,
     ) -> AsyncGenerator[bytes]:

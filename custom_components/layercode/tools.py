@@ -189,57 +189,42 @@ class HomeControl:
 def record_in_chat_log(
     chat_log: conversation.ChatLog, agent_id: str, records: list[ToolRecord]
 ) -> None:
-    """Write tool calls and their outcomes to the chat log as Home Assistant records tool use."""
+    """Write tool calls and their outcomes to the chat log as Home Assistant records tool use.
+
+    Before 2025.11 the chat log adds tool calls only by running them itself: the content is
+    appended as it would have recorded it.
+    """
     for record in records:
-        outcome: Any = {"error": record.error} if record.error is not None else record.result
-        if not isinstance(outcome, dict):
-            outcome = {"result": outcome}
+        call = conversation.AssistantContent(agent_id=agent_id, tool_calls=[_tool_input(record)])
+        result = _tool_result(agent_id, record)
         if HA_2025_11:
-            tool_input = llm.ToolInput(
-                tool_name=record.name,
-                tool_args=record.arguments,
-                id=record.call_id,
-                external=True,
-            )
-            chat_log.async_add_assistant_content_without_tools(
-                conversation.AssistantContent(agent_id=agent_id, tool_calls=[tool_input])
-            )
+            chat_log.async_add_assistant_content_without_tools(call)
+            chat_log.async_add_assistant_content_without_tools(result)
         else:
-            # Before 2025.11 the chat log only adds tool calls by running them itself.
-            chat_log.content.append(
-                conversation.AssistantContent(
-                    agent_id=agent_id,
-                    tool_calls=[
-                        llm.ToolInput(
-                            tool_name=record.name, tool_args=record.arguments, id=record.call_id
-                        )
-                    ],
-                )
-            )
-        if HA_2026_10:
-            chat_log.async_add_assistant_content_without_tools(
-                conversation.ToolResultContent(
-                    agent_id=agent_id,
-                    tool_call_id=record.call_id,
-                    tool_name=record.name,
-                    result=llm.ToolResult(data=outcome, error=record.error is not None),
-                )
-            )
-        elif HA_2025_11:
-            chat_log.async_add_assistant_content_without_tools(
-                conversation.ToolResultContent(
-                    agent_id=agent_id,
-                    tool_call_id=record.call_id,
-                    tool_name=record.name,
-                    tool_result=outcome,
-                )
-            )
-        else:
-            chat_log.content.append(
-                conversation.ToolResultContent(
-                    agent_id=agent_id,
-                    tool_call_id=record.call_id,
-                    tool_name=record.name,
-                    tool_result=outcome,
-                )
-            )
+            chat_log.content.extend((call, result))
+
+
+def _tool_input(record: ToolRecord) -> llm.ToolInput:
+    """The call as the chat log holds it; from 2025.11 marked as run outside the chat log."""
+    if HA_2025_11:
+        return llm.ToolInput(
+            tool_name=record.name, tool_args=record.arguments, id=record.call_id, external=True
+        )
+    return llm.ToolInput(tool_name=record.name, tool_args=record.arguments, id=record.call_id)
+
+
+def _tool_result(agent_id: str, record: ToolRecord) -> conversation.ToolResultContent:
+    """The outcome as the chat log holds it (a ToolResult from 2026.10)."""
+    outcome: Any = {"error": record.error} if record.error is not None else record.result
+    if not isinstance(outcome, dict):
+        outcome = {"result": outcome}
+    if HA_2026_10:
+        return conversation.ToolResultContent(
+            agent_id=agent_id,
+            tool_call_id=record.call_id,
+            tool_name=record.name,
+            result=llm.ToolResult(data=outcome, error=record.error is not None),
+        )
+    return conversation.ToolResultContent(
+        agent_id=agent_id, tool_call_id=record.call_id, tool_name=record.name, tool_result=outcome
+    )

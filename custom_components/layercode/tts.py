@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from datetime import datetime
 import logging
 from pathlib import Path
@@ -117,7 +117,7 @@ class LayercodeTextToSpeech(LayercodeEntity, tts.TextToSpeechEntity):
             return self._agent_wav(conversation_id, turn, request.options)
         message = first + "".join([chunk async for chunk in request.message_gen])
         if not message.strip():
-            return self._agent_wav(conversation_id, self._welcome(), request.options)
+            return self._agent_wav(conversation_id, self._welcome, request.options)
         return await self._fallback(message, request.language, request.options)
 
     async def _welcome(self) -> AgentTurn | None:
@@ -131,7 +131,7 @@ class LayercodeTextToSpeech(LayercodeEntity, tts.TextToSpeechEntity):
     def _agent_wav(
         self,
         conversation_id: str | None,
-        turn: AgentTurn | Awaitable[AgentTurn | None],
+        turn: AgentTurn | Callable[[], Awaitable[AgentTurn | None]],
         options: dict[str, Any],
     ) -> TTSAudioResponse:
         """The agent's turn as streaming WAV in the requested format, paced for a listener."""

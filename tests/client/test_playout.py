@@ -137,7 +137,9 @@ def make_turn(run: Run, turn_id: str = "t1") -> AgentTurn:
     )
 
 
-def make_playout(turn: AgentTurn | Awaitable[AgentTurn | None], run: Run, **kwargs: Any) -> Playout:
+def make_playout(
+    turn: AgentTurn | Callable[[], Awaitable[AgentTurn | None]], run: Run, **kwargs: Any
+) -> Playout:
     """A playout whose callbacks report to the run."""
     return Playout(turn, on_audio_start=run.on_audio_start, on_audio_end=run.on_audio_end, **kwargs)
 
@@ -595,7 +597,7 @@ async def test_consumer_closing_while_the_turn_is_awaited_cancels_it() -> None:
             raise
         return None
 
-    playout = make_playout(never(), run)
+    playout = make_playout(never, run)
     await consume(playout, run, stop=seen("silence"))
 
     assert cancelled.is_set()
@@ -671,7 +673,7 @@ async def test_awaited_turn_gets_silence_until_it_comes() -> None:
         await asyncio.sleep(0.1)
         return turn
 
-    playout = make_playout(later(), run)
+    playout = make_playout(later, run)
     before = playout.turn
     await consume(playout, run)
 
@@ -694,7 +696,7 @@ async def test_awaited_turn_that_is_none_gets_the_cue_at_once() -> None:
         await asyncio.sleep(0.03)
         return None
 
-    playout = make_playout(nothing(), run)  # the default, 15 s bound
+    playout = make_playout(nothing, run)  # the default, 15 s bound
     await consume(playout, run, stop=seen("cue"))
 
     assert playout.turn is None
@@ -720,7 +722,7 @@ async def test_awaited_turn_slower_than_the_bound_gets_the_cue() -> None:
             raise
         return None
 
-    playout = make_playout(too_late(), run, first_audio_timeout=0.1)
+    playout = make_playout(too_late, run, first_audio_timeout=0.1)
     await consume(playout, run, stop=seen("cue"))
 
     assert cancelled.is_set()

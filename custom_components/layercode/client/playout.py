@@ -79,7 +79,7 @@ class Playout:
 
     def __init__(
         self,
-        turn: AgentTurn | Awaitable[AgentTurn | None],
+        turn: AgentTurn | Callable[[], Awaitable[AgentTurn | None]],
         *,
         on_audio_start: Callable[[], None] = lambda: None,
         on_audio_end: Callable[[float], None] = lambda _at: None,
@@ -88,7 +88,8 @@ class Playout:
         stall_timeout: float = STALL_TIMEOUT,
     ) -> None:
         self.turn = turn if isinstance(turn, AgentTurn) else None
-        """The turn played; None until an awaited turn has come (or if it never does)."""
+        """The turn played; with a function that fetches it (a welcome still to come), None
+        until it has come, only once the stream is read (or for good, if it never comes)."""
         self._pending_turn = None if isinstance(turn, AgentTurn) else turn
         self.outcome: PlayoutOutcome | None = None
         self.first_audio_at: float | None = None
@@ -149,7 +150,7 @@ class Playout:
     async def _audio(self) -> AsyncGenerator[bytes]:
         """The turn's audio, once the turn is known."""
         if self._pending_turn is not None:
-            self.turn = await self._pending_turn
+            self.turn = await self._pending_turn()
         if self.turn is None:
             return
         async with aclosing(self.turn.audio_stream(self._stall_timeout)) as audio:
