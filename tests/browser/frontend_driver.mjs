@@ -99,28 +99,41 @@ async function addIntegration(page) {
   const seen = {};
   await run('device-entities', page, async () => {
     for (const [name, element] of Object.entries(rows)) {
-      const row = page.locator(element, { hasText: name }).first();
-      await row.scrollIntoViewIfNeeded();
-      const toggle = row.getByRole('switch');
-      seen[name] = {
-        visible: await row.isVisible(),
-        text: await row.evaluate((node) => {
-          // The row's text, shadow roots included.
-          const parts = [];
-          const walk = (n) => {
-            if (n.nodeType === Node.TEXT_NODE) parts.push(n.textContent);
-            if (n.shadowRoot) walk(n.shadowRoot);
-            for (const child of n.childNodes) walk(child);
-          };
-          walk(node);
-          return parts.join(' ').replace(/\s+/g, ' ').trim();
-        }),
-        switchOn: (await toggle.count()) ? await toggle.isChecked() : null,
-      };
+      // The device page re-renders its rows as the new entities' states arrive: a row can be
+      // replaced while it is read, so each read is tried again (bounded) on a fresh element.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          seen[name] = await readRow(page.locator(element, { hasText: name }).first());
+          break;
+        } catch (error) {
+          if (attempt >= 5 || !String(error).includes('not attached')) throw error;
+          await page.waitForTimeout(300);
+        }
+      }
     }
   });
 
   return { deviceUrl: page.url(), seen };
+}
+
+async function readRow(row) {
+  await row.scrollIntoViewIfNeeded();
+  const toggle = row.getByRole('switch');
+  return {
+    visible: await row.isVisible(),
+    text: await row.evaluate((node) => {
+      // The row's text, shadow roots included.
+      const parts = [];
+      const walk = (n) => {
+        if (n.nodeType === Node.TEXT_NODE) parts.push(n.textContent);
+        if (n.shadowRoot) walk(n.shadowRoot);
+        for (const child of n.childNodes) walk(child);
+      };
+      walk(node);
+      return parts.join(' ').replace(/\s+/g, ' ').trim();
+    }),
+    switchOn: (await toggle.count()) ? await toggle.isChecked() : null,
+  };
 }
 
 // The chat bubbles of the Assist dialog: [{from: "user"|"hass", text}].
