@@ -4,6 +4,7 @@ Pure asyncio on aiohttp; nothing here imports Home Assistant, so that it could s
 PyPI as its own library.
 """
 
+from .agent_session import AgentSession, EventWaiter
 from .authorize import LAYERCODE_AUTHORIZE_URL, SDK_VERSION, Authorizer
 from .config import Authorization, SessionConfig, TurnTrigger, VadConfig
 from .errors import (
@@ -23,6 +24,8 @@ from .errors import (
 )
 from .events import (
     AgentSpeakingChanged,
+    AgentState,
+    AgentStateChanged,
     AgentTurnStarted,
     AmplitudeChanged,
     Connected,
@@ -33,7 +36,7 @@ from .events import (
     StatusChanged,
     UserSpeakingChanged,
 )
-from .session import LAYERCODE_WEBSOCKET_URL, EventWaiter, LayercodeSession
+from .session import LAYERCODE_WEBSOCKET_URL, LayercodeSession
 from .turns import AgentTurn
 
 __all__ = [
@@ -42,7 +45,10 @@ __all__ = [
     "SDK_VERSION",
     "TRANSIENT_ERRORS",
     "AgentNotFoundError",
+    "AgentSession",
     "AgentSpeakingChanged",
+    "AgentState",
+    "AgentStateChanged",
     "AgentTurn",
     "AgentTurnStarted",
     "AmplitudeChanged",

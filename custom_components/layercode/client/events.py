@@ -1,4 +1,8 @@
-"""What a session tells its listeners: every server message, plus its own state changes."""
+"""What a session tells its listeners: every server message, plus its own state changes.
+
+Both providers speak this vocabulary: a LiveLayer session reports its transcripts, data and
+turn ends with the same message types a Layercode server sends.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,15 @@ class SessionStatus(StrEnum):
     ERROR = "error"
 
 
+class AgentState(StrEnum):
+    """What the agent is doing, the four states LiveLayer's agents report."""
+
+    IDLE = "idle"
+    LISTENING = "listening"
+    THINKING = "thinking"
+    SPEAKING = "speaking"
+
+
 @dataclass(frozen=True, slots=True)
 class StatusChanged:
     """The connection status changed."""
@@ -42,6 +55,13 @@ class AgentTurnStarted:
     """A new agent turn: its text, data and audio collect in `turn`."""
 
     turn: AgentTurn
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStateChanged:
+    """The agent is now idle, listening, thinking or speaking."""
+
+    state: AgentState
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +94,24 @@ class AmplitudeChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class TranscriptEntry:
+    """One line of the conversation's transcript, upserted by `id` as it firms up."""
+
+    id: str
+    role: str
+    """"user" or "agent"."""
+    text: str
+    final: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptUpdated:
+    """A transcript entry was added or changed."""
+
+    entry: TranscriptEntry
+
+
+@dataclass(frozen=True, slots=True)
 class SessionFailed:
     """The session gave up (for example resume failed); it is now in the error status."""
 
@@ -85,9 +123,11 @@ type SessionEvent = (
     | StatusChanged
     | Connected
     | AgentTurnStarted
+    | AgentStateChanged
     | AgentSpeakingChanged
     | UserSpeakingChanged
     | MuteChanged
     | AmplitudeChanged
+    | TranscriptUpdated
     | SessionFailed
 )

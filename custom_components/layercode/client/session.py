@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
 import contextlib
 import logging
 from typing import Any
@@ -16,7 +15,12 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from .audio import FRAME_BYTES, Decimator, FrameBatcher, rms_level, sample_level, to_pcm
+from .agent_session import (
+    MAX_TURN_AUDIO_SECONDS,
+    UNCONSUMED_AUDIO_TIMEOUT,
+    AgentSession,
+)
+from .audio import FRAME_BYTES, Decimator, FrameBatcher, sample_level, to_pcm
 from .authorize import Authorizer
 from .config import Authorization, SessionConfig, TurnTrigger
 from .errors import (
@@ -27,16 +31,12 @@ from .errors import (
     SessionClosedError,
 )
 from .events import (
-    AgentSpeakingChanged,
-    AgentTurnStarted,
+    AgentState,
     AmplitudeChanged,
     Connected,
     MuteChanged,
-    SessionEvent,
     SessionFailed,
     SessionStatus,
-    StatusChanged,
-    UserSpeakingChanged,
 )
 from .messages import (
     ClientMessage,
@@ -67,18 +67,13 @@ LAYERCODE_WEBSOCKET_URL = "wss://api.layercode.com/v1/agents/web/websocket"
 CONNECT_TIMEOUT = 10.0
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
 HEARTBEAT = 20.0
-UNCONSUMED_AUDIO_TIMEOUT = 15.0
-MAX_TURN_AUDIO_SECONDS = 300
-
-type Listener = Callable[[SessionEvent], None]
 
 
-class LayercodeSession:
+class LayercodeSession(AgentSession):
     """One conversation with a Layercode agent over one (re)connected WebSocket.
 
-    Feed it the microphone's 16 kHz PCM with `send_audio` between `begin_user_speech` and
-    `end_user_speech`; read the agent's turns from `AgentTurnStarted` events. Listeners get
-    every server message and every state change, in order.
+    Its agent state follows the turns: listening from a user turn's start (and between
+    turns), thinking from its end, speaking while agent audio arrives.
     """
 
     def __init__(
@@ -98,6 +93,14 @@ class LayercodeSession:
         max_turn_audio_seconds: int = MAX_TURN_AUDIO_SECONDS,
         server_turn_detection: bool = False,
     ) -> None:
+        super().__init__(
+            conversation_id=conversation_id,
+            audio_input=audio_input,
+            audio_output=audio_output,
+            muted=muted,
+            unconsumed_audio_timeout=unconsumed_audio_timeout,
+            max_turn_audio_seconds=max_turn_audio_seconds,
+        )
         self._http = http
         self._authorizer = authorizer
         self._websocket_url = websocket_url
@@ -105,23 +108,7 @@ class LayercodeSession:
         self._server_turn_detection = server_turn_detection
         self._connect_timeout = connect_timeout
         self._reconnect_delays = reconnect_delays
-        self._unconsumed_audio_timeout = unconsumed_audio_timeout
-        self._max_turn_audio_bytes = max_turn_audio_seconds * 16_000 * 2
-
-        self.conversation_id = conversation_id
         self.config = SessionConfig()
-        self.status = SessionStatus.DISCONNECTED
-        self.audio_input = audio_input
-        self.audio_output = audio_output
-        self.muted = muted
-        self.user_speaking = False
-        self.agent_speaking = False
-        self.user_amplitude = 0.0
-        self.agent_amplitude = 0.0
-        self.agent_turn: AgentTurn | None = None
-        self.user_turn_id: str | None = None
-
-        self._listeners: list[Listener] = []
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
         self._reconnect: asyncio.Task[None] | None = None
@@ -133,44 +120,8 @@ class LayercodeSession:
         self._batcher = FrameBatcher(2 * FRAME_BYTES)
         self._preroll: deque[bytes] = deque(maxlen=self.config.vad.buffer_frames)
         self._speech_open = False
-        self._interrupted_turn_ids: deque[str] = deque(maxlen=32)
         self._dropping_untagged_audio = False
-        self._unconsumed_timers: dict[AgentTurn, asyncio.TimerHandle] = {}
         self._background: set[asyncio.Task[None]] = set()
-
-    # -- listeners ---------------------------------------------------------------------
-
-    def add_listener(self, listener: Listener) -> Callable[[], None]:
-        """Call `listener` with every event; returns a function that removes it."""
-        self._listeners.append(listener)
-
-        def remove() -> None:
-            with contextlib.suppress(ValueError):
-                self._listeners.remove(listener)
-
-        return remove
-
-    def expect(
-        self, predicate: Callable[[SessionEvent], bool], *, across_drops: bool = False
-    ) -> EventWaiter:
-        """Start watching for an event now, to await it later (no race with the trigger).
-
-        The wait fails when the session closes or fails, and also when the connection drops
-        unless `across_drops`: what a turn awaits is lost with the socket.
-        """
-        return EventWaiter(self, predicate, across_drops=across_drops)
-
-    def _emit(self, event: SessionEvent) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(event)
-            except Exception:
-                _LOGGER.exception("Listener failed on %s", type(event).__name__)
-
-    def _set_status(self, status: SessionStatus) -> None:
-        if status is not self.status:
-            self.status = status
-            self._emit(StatusChanged(status))
 
     # -- connection --------------------------------------------------------------------
 
@@ -215,6 +166,7 @@ class LayercodeSession:
         )
         await self._send(client_ready())
         self._set_status(SessionStatus.CONNECTED)
+        self._set_agent_state(AgentState.LISTENING)
         self._emit(Connected(auth.conversation_id, resumed))
 
     def _apply_authorization(self, auth: Authorization) -> None:
@@ -317,20 +269,24 @@ class LayercodeSession:
                 self._set_user_speaking(False)
                 self._dropping_untagged_audio = False
                 self._agent_turn_for(turn_id, create=True)
+                self._set_agent_state(AgentState.THINKING)
             case TurnStart(role="user", turn_id=turn_id):
                 self.user_turn_id = turn_id
                 if self.config.trigger is TurnTrigger.AUTOMATIC:
                     self.interrupt_agent()
                 self._set_agent_speaking(False)
                 self._set_user_speaking(self._capturing)
+                self._set_agent_state(AgentState.LISTENING)
             case TurnEnd(role="user"):
                 self._set_user_speaking(False)
+                self._set_agent_state(AgentState.THINKING)
             case TurnEnd(role="assistant", turn_id=turn_id):
                 if turn := self._agent_turn_for(turn_id, create=False):
                     self._end_agent_turn(turn)
             case ResponseAudio(pcm=pcm, turn_id=turn_id):
                 if turn := self._agent_turn_for(turn_id, create=True, audio=True):
                     self._add_agent_audio(turn, pcm)
+                    self._set_agent_state(AgentState.SPEAKING)
             case ResponseText(content=content, turn_id=turn_id):
                 if turn := self._agent_turn_for(turn_id, create=True):
                     turn.add_text(content, delta=False)
@@ -365,70 +321,14 @@ class LayercodeSession:
             return None
         return self._start_agent_turn(turn_id) if create else None
 
-    def _start_agent_turn(self, turn_id: str | None) -> AgentTurn:
-        if self.agent_turn is not None and not self.agent_turn.ended:
-            self._end_agent_turn(self.agent_turn)
-        turn = AgentTurn(
-            turn_id,
-            max_audio_bytes=self._max_turn_audio_bytes,
-            on_chunk_played=self._agent_chunk_played,
-            on_played=self._agent_turn_played,
-        )
-        self.agent_turn = turn
-        self._emit(AgentTurnStarted(turn))
-        return turn
-
-    def _add_agent_audio(self, turn: AgentTurn, pcm: bytes) -> None:
-        if not pcm:
-            return
-        if not self.audio_output:
-            turn.add_audio(pcm)
-            turn.drop_unconsumed()
-            return
-        turn.add_audio(pcm)
-        self._set_agent_speaking(True)
-
-    def _end_agent_turn(self, turn: AgentTurn, *, failed: bool = False) -> None:
-        if turn.ended:
-            return
-        turn.end(failed=failed)
-        if not self.audio_output or not turn.audio_bytes_received:
-            turn.drop_unconsumed()
-        elif not turn.consumed:
-            self._unconsumed_timers[turn] = asyncio.get_running_loop().call_later(
-                self._unconsumed_audio_timeout, turn.drop_unconsumed
-            )
-
-    def interrupt_agent(self) -> None:
-        """Barge-in: stop the agent's current turn and drop its late audio.
-
-        The server is told by the user's turn that follows (`vad_start` or a push-to-talk
-        press); this stops what the client plays without waiting for it.
-        """
-        turn = self.agent_turn
-        if turn is None or turn.played or (turn.ended and not turn.audio_bytes_received):
-            return
-        _LOGGER.debug("Interrupting agent turn %s", turn.turn_id)
-        if turn.turn_id is not None:
-            self._interrupted_turn_ids.append(turn.turn_id)
-        else:
+    def _on_interrupt(self, turn: AgentTurn) -> None:
+        if turn.turn_id is None:
             self._dropping_untagged_audio = True
-        turn.interrupt()
-        self._set_agent_speaking(False)
 
-    def _agent_chunk_played(self, turn: AgentTurn, pcm: bytes) -> None:
-        self.agent_amplitude = rms_level(pcm)
-        self._emit(AmplitudeChanged("agent", self.agent_amplitude))
-
-    def _agent_turn_played(self, turn: AgentTurn) -> None:
-        """The turn's audio was played out (or skipped): tell the server, once per turn."""
-        if timer := self._unconsumed_timers.pop(turn, None):
-            timer.cancel()
-        if turn is self.agent_turn:
-            self._set_agent_speaking(False)
-            if self.agent_amplitude:
-                self.agent_amplitude = 0.0
-                self._emit(AmplitudeChanged("agent", 0.0))
+    def _on_turn_played(self, turn: AgentTurn) -> None:
+        """Tell the server the turn was played out, once per turn."""
+        if turn is self.agent_turn and self.connected:
+            self._set_agent_state(AgentState.LISTENING)
         if (turn.audio_bytes_received or not self.audio_output) and self.connected:
             task = asyncio.get_running_loop().create_task(self._send_quietly(replay_finished()))
             self._background.add(task)
@@ -441,43 +341,11 @@ class LayercodeSession:
             _LOGGER.debug("%s", err)
 
     def _end_conversation_state(self, *, lost: bool = False) -> None:
-        """The socket is gone: end what was in flight so that nothing waits on it.
-
-        A connection `lost` mid-turn leaves the turn failed but playable: what arrived can
-        still be played, followed by a failure cue. A closed session drops everything.
-        """
-        turn = self.agent_turn
-        if lost:
-            if turn is not None:
-                self._end_agent_turn(turn, failed=True)
-        else:
-            if turn is not None and not turn.ended:
-                turn.interrupt()
-            for timer in self._unconsumed_timers.values():
-                timer.cancel()
-            self._unconsumed_timers.clear()
+        self._end_turn_state(lost=lost)
         self._speech_open = False
         self._reset_input()
-        self._set_user_speaking(False)
-        self._set_agent_speaking(False)
 
     # -- state -------------------------------------------------------------------------
-
-    @property
-    def _capturing(self) -> bool:
-        return self.audio_input and not self.muted
-
-    def _set_user_speaking(self, speaking: bool) -> None:
-        speaking = speaking and self._capturing
-        if speaking != self.user_speaking:
-            self.user_speaking = speaking
-            self._emit(UserSpeakingChanged(speaking))
-
-    def _set_agent_speaking(self, speaking: bool) -> None:
-        speaking = speaking and self.audio_output
-        if speaking != self.agent_speaking:
-            self.agent_speaking = speaking
-            self._emit(AgentSpeakingChanged(speaking))
 
     async def set_muted(self, muted: bool) -> None:
         """Mute: nothing from the microphone is sent, and what is buffered is dropped."""
@@ -497,16 +365,6 @@ class LayercodeSession:
             await self._close_speech_for_mute()
         self.audio_input = enabled
         self._reset_input()
-
-    def set_audio_output(self, enabled: bool) -> None:
-        """Switch agent audio on or off; off, the conversation still advances."""
-        if enabled == self.audio_output:
-            return
-        self.audio_output = enabled
-        if not enabled:
-            self._set_agent_speaking(False)
-            if self.agent_turn is not None:
-                self.agent_turn.drop_unconsumed()
 
     async def _close_speech_for_mute(self) -> None:
         """The browser SDK sends a synthetic vad_end when muted mid-speech (automatic)."""
@@ -590,7 +448,11 @@ class LayercodeSession:
         elif self._capturing and not self._server_detects_speech:
             await self._send(vad_event("vad_end"))
             self._preroll.clear()
+        else:
+            self._set_user_speaking(False)
+            return
         self._set_user_speaking(False)
+        self._set_agent_state(AgentState.THINKING)
 
     async def _flush_preroll(self) -> None:
         while self._preroll:
@@ -602,59 +464,8 @@ class LayercodeSession:
         """Typed user input: interrupts a speaking agent, then ends the user turn."""
         self.interrupt_agent()
         await self._send(response_text(text))
+        self._set_agent_state(AgentState.THINKING)
 
     async def send_data(self, data: dict[str, Any]) -> None:
         """A JSON object for the agent's backend; does not touch the turn."""
         await self._send(response_data(data))
-
-
-class EventWaiter:
-    """A pending wait for the first event that matches; fails fast if the session closes."""
-
-    def __init__(
-        self,
-        session: LayercodeSession,
-        predicate: Callable[[SessionEvent], bool],
-        *,
-        across_drops: bool = False,
-    ) -> None:
-        self._predicate = predicate
-        self._across_drops = across_drops
-        self._connected = session.status is SessionStatus.CONNECTED
-        self._future: asyncio.Future[SessionEvent] = asyncio.get_running_loop().create_future()
-        self._remove = session.add_listener(self._on_event)
-
-    def _on_event(self, event: SessionEvent) -> None:
-        if self._future.done():
-            return
-        if self._predicate(event):
-            self._future.set_result(event)
-        elif isinstance(event, StatusChanged) and (
-            self._dropped(event.status)
-            or event.status in (SessionStatus.DISCONNECTED, SessionStatus.ERROR)
-        ):
-            self._future.set_exception(SessionClosedError(f"The session is {event.status}"))
-        elif isinstance(event, SessionFailed):
-            self._future.set_exception(event.error)
-
-    def _dropped(self, status: SessionStatus) -> bool:
-        """Whether `status` means the connection this wait began on was lost."""
-        dropped = self._connected and status is SessionStatus.CONNECTING
-        self._connected = status is SessionStatus.CONNECTED
-        return dropped and not self._across_drops
-
-    async def wait(self, timeout: float) -> SessionEvent:
-        """The matching event; LayercodeTimeoutError when the bound runs out first."""
-        try:
-            async with asyncio.timeout(timeout):
-                return await self._future
-        except TimeoutError as err:
-            raise LayercodeTimeoutError(f"No matching event within {timeout:g} s") from err
-        finally:
-            self.cancel()
-
-    def cancel(self) -> None:
-        """Stop watching."""
-        self._remove()
-        if not self._future.done():
-            self._future.cancel()
