@@ -8,7 +8,7 @@ report participants, attributes, data, transcriptions, text streams, audio and d
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 import json
 import math

@@ -1,45 +1,26 @@
-"""The Layercode voice agent integration."""
+"""Hosted voice agents (Layercode, LiveLayer) as Assist voice assistants."""
 
 from __future__ import annotations
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP, Platform
 from homeassistant.core import Event, HomeAssistant
-from homeassistant.exceptions import (
-    ConfigEntryAuthFailed,
-    ConfigEntryError,
-    ConfigEntryNotReady,
-)
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.typing import ConfigType
 
-from .client import (
-    LAYERCODE_WEBSOCKET_URL,
-    TRANSIENT_ERRORS,
-    Authorizer,
-    InvalidApiKeyError,
-    LayercodeError,
-    TurnTrigger,
-)
 from .const import (
-    CONF_AGENT_ID,
     CONF_AGENT_TURN_DETECTION,
-    CONF_API_KEY,
     CONF_AUDIO_OUTPUT,
-    CONF_AUTHORIZE_URL,
     CONF_FALLBACK_TTS,
     CONF_IDLE_TIMEOUT,
     CONF_LLM_HASS_API,
-    CONF_METADATA,
     CONF_PROMPT,
-    CONF_TURN_TAKING,
-    CONF_WEBSOCKET_URL,
     DEFAULT_AUDIO_OUTPUT,
     DEFAULT_IDLE_TIMEOUT,
     DOMAIN,
-    TurnTaking,
 )
+from .providers import async_check_agent, session_factory
 from .runtime import LayercodeRuntime, RuntimeSettings
 from .services import async_setup_services
 
@@ -66,16 +47,8 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
 
 def settings_from_entry(entry: ConfigEntry) -> RuntimeSettings:
     """The runtime settings stored in the entry's data and options."""
-    turn_taking = TurnTaking(entry.options.get(CONF_TURN_TAKING, TurnTaking.AGENT))
     return RuntimeSettings(
-        authorizer=Authorizer(
-            entry.data[CONF_AUTHORIZE_URL],
-            entry.data[CONF_AGENT_ID],
-            api_key=entry.data.get(CONF_API_KEY) or None,
-            metadata=entry.options.get(CONF_METADATA) or {},
-        ),
-        websocket_url=entry.data.get(CONF_WEBSOCKET_URL) or LAYERCODE_WEBSOCKET_URL,
-        trigger=None if turn_taking is TurnTaking.AGENT else TurnTrigger(turn_taking.value),
+        new_session=session_factory(entry),
         idle_timeout=float(entry.options.get(CONF_IDLE_TIMEOUT, DEFAULT_IDLE_TIMEOUT)),
         audio_output=bool(entry.options.get(CONF_AUDIO_OUTPUT, DEFAULT_AUDIO_OUTPUT)),
         fallback_tts=entry.options.get(CONF_FALLBACK_TTS) or None,
@@ -86,29 +59,10 @@ def settings_from_entry(entry: ConfigEntry) -> RuntimeSettings:
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: LayercodeConfigEntry) -> bool:
-    """Check that the agent authorizes, then start the runtime and its entities."""
+    """Check the agent, then start the runtime and its entities."""
     http = async_get_clientsession(hass)
     settings = settings_from_entry(entry)
-    try:
-        await settings.authorizer(http)
-    except InvalidApiKeyError as err:
-        raise ConfigEntryAuthFailed(
-            translation_domain=DOMAIN,
-            translation_key="invalid_auth",
-            translation_placeholders={"error": err.message},
-        ) from err
-    except TRANSIENT_ERRORS as err:
-        raise ConfigEntryNotReady(
-            translation_domain=DOMAIN,
-            translation_key="cannot_connect",
-            translation_placeholders={"error": str(err)},
-        ) from err
-    except LayercodeError as err:
-        raise ConfigEntryError(
-            translation_domain=DOMAIN,
-            translation_key="authorize_failed",
-            translation_placeholders={"error": str(err)},
-        ) from err
+    await async_check_agent(hass, http, entry)
 
     entry.runtime_data = runtime = LayercodeRuntime(hass, http, settings)
     entry.async_on_unload(entry.add_update_listener(_async_reload_on_update))

@@ -1,4 +1,8 @@
-"""Config flow for the Layercode voice agent integration."""
+"""Config flow for the voice agents: Layercode's (authorized sessions) and LiveLayer's (rooms).
+
+The user step is a menu of the two providers. Reauthentication and reconfiguration branch on
+the entry's provider; options are shared, less those only Layercode agents use.
+"""
 
 from __future__ import annotations
 
@@ -45,38 +49,55 @@ from .client import (
     InvalidApiKeyError,
     LayercodeError,
 )
+from .client.livelayer import (
+    ErrorCode,
+    LiveLayerConnectionError,
+    LiveLayerError,
+    SessionGrant,
+    request_session,
+)
 from .const import (
     CONF_AGENT_ID,
     CONF_AGENT_TURN_DETECTION,
     CONF_API_KEY,
     CONF_AUDIO_OUTPUT,
     CONF_AUTHORIZE_URL,
+    CONF_BASE_URL,
     CONF_FALLBACK_TTS,
     CONF_IDLE_TIMEOUT,
     CONF_LLM_HASS_API,
     CONF_METADATA,
     CONF_PROMPT,
+    CONF_PROVIDER,
+    CONF_SESSION_ENDPOINT,
     CONF_TURN_TAKING,
     CONF_WEBSOCKET_URL,
     DEFAULT_AUDIO_OUTPUT,
     DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_LIVELAYER_BASE_URL,
     DOMAIN,
     MAX_IDLE_TIMEOUT,
     MIN_IDLE_TIMEOUT,
+    Provider,
     TurnTaking,
 )
+from .livekit import LiveKitUnavailable, async_ensure_livekit
+from .providers import entry_provider, livelayer_options
 
 _LOGGER = logging.getLogger(__name__)
 
 AUTHORIZE_URL_SCHEMES = frozenset({"http", "https"})
 WEBSOCKET_URL_SCHEMES = frozenset({"ws", "wss"})
+BASE_URL_SCHEMES = AUTHORIZE_URL_SCHEMES
 
 URL_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.URL))
 PASSWORD_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
 
+AGENT_ID_SELECTOR = TextSelector(TextSelectorConfig(autocomplete="off"))
+
 STEP_USER_SCHEMA = vol.Schema(
     {
-        vol.Required(CONF_AGENT_ID): TextSelector(TextSelectorConfig(autocomplete="off")),
+        vol.Required(CONF_AGENT_ID): AGENT_ID_SELECTOR,
         vol.Required(CONF_AUTHORIZE_URL, default=LAYERCODE_AUTHORIZE_URL): URL_SELECTOR,
         vol.Optional(CONF_API_KEY): PASSWORD_SELECTOR,
         vol.Optional(CONF_WEBSOCKET_URL, default=LAYERCODE_WEBSOCKET_URL): URL_SELECTOR,
@@ -90,36 +111,60 @@ STEP_RECONFIGURE_SCHEMA = vol.Schema(
     }
 )
 STEP_REAUTH_SCHEMA = vol.Schema({vol.Required(CONF_API_KEY): PASSWORD_SELECTOR})
+"""The new API key; the same form for both providers."""
 
-OPTIONS_SCHEMA = vol.Schema(
+STEP_LIVELAYER_SCHEMA = vol.Schema(
     {
-        vol.Optional(CONF_METADATA): TextSelector(TextSelectorConfig(multiline=True)),
-        vol.Optional(CONF_TURN_TAKING, default=TurnTaking.AGENT.value): SelectSelector(
+        vol.Required(CONF_AGENT_ID): AGENT_ID_SELECTOR,
+        vol.Required(CONF_BASE_URL, default=DEFAULT_LIVELAYER_BASE_URL): URL_SELECTOR,
+        vol.Optional(CONF_API_KEY): PASSWORD_SELECTOR,
+        vol.Optional(CONF_SESSION_ENDPOINT): TextSelector(TextSelectorConfig(autocomplete="off")),
+    }
+)
+STEP_RECONFIGURE_LIVELAYER_SCHEMA = vol.Schema(
+    {
+        vol.Required(CONF_BASE_URL): URL_SELECTOR,
+        vol.Optional(CONF_API_KEY): PASSWORD_SELECTOR,
+        vol.Optional(CONF_SESSION_ENDPOINT): TextSelector(TextSelectorConfig(autocomplete="off")),
+    }
+)
+
+
+def _options_fields(*, layercode: bool) -> dict[vol.Optional, Any]:
+    """The options form's fields; session metadata and turn-taking only for Layercode agents
+    (a LiveLayer session request carries neither)."""
+    fields: dict[vol.Optional, Any] = {}
+    if layercode:
+        fields[vol.Optional(CONF_METADATA)] = TextSelector(TextSelectorConfig(multiline=True))
+        fields[vol.Optional(CONF_TURN_TAKING, default=TurnTaking.AGENT.value)] = SelectSelector(
             SelectSelectorConfig(
                 options=[mode.value for mode in TurnTaking],
                 translation_key=CONF_TURN_TAKING,
                 mode=SelectSelectorMode.DROPDOWN,
             )
-        ),
-        vol.Optional(CONF_IDLE_TIMEOUT, default=DEFAULT_IDLE_TIMEOUT): NumberSelector(
-            NumberSelectorConfig(
-                min=MIN_IDLE_TIMEOUT,
-                max=MAX_IDLE_TIMEOUT,
-                step=1,
-                unit_of_measurement="s",
-                mode=NumberSelectorMode.BOX,
-            )
-        ),
-        vol.Optional(CONF_AUDIO_OUTPUT, default=DEFAULT_AUDIO_OUTPUT): BooleanSelector(),
-        vol.Optional(CONF_FALLBACK_TTS): EntitySelector(EntitySelectorConfig(domain="tts")),
-        vol.Optional(CONF_AGENT_TURN_DETECTION, default=False): BooleanSelector(),
-        vol.Optional(CONF_PROMPT): TextSelector(TextSelectorConfig(multiline=True)),
-        # The APIs are filled in when the form is shown (`llm_api_options`).
-        vol.Optional(CONF_LLM_HASS_API): SelectSelector(
-            SelectSelectorConfig(options=[], multiple=True)
-        ),
-    }
-)
+        )
+    fields[vol.Optional(CONF_IDLE_TIMEOUT, default=DEFAULT_IDLE_TIMEOUT)] = NumberSelector(
+        NumberSelectorConfig(
+            min=MIN_IDLE_TIMEOUT,
+            max=MAX_IDLE_TIMEOUT,
+            step=1,
+            unit_of_measurement="s",
+            mode=NumberSelectorMode.BOX,
+        )
+    )
+    fields[vol.Optional(CONF_AUDIO_OUTPUT, default=DEFAULT_AUDIO_OUTPUT)] = BooleanSelector()
+    fields[vol.Optional(CONF_FALLBACK_TTS)] = EntitySelector(EntitySelectorConfig(domain="tts"))
+    fields[vol.Optional(CONF_AGENT_TURN_DETECTION, default=False)] = BooleanSelector()
+    fields[vol.Optional(CONF_PROMPT)] = TextSelector(TextSelectorConfig(multiline=True))
+    # The APIs are filled in when the form is shown (`llm_api_options`).
+    fields[vol.Optional(CONF_LLM_HASS_API)] = SelectSelector(
+        SelectSelectorConfig(options=[], multiple=True)
+    )
+    return fields
+
+
+OPTIONS_SCHEMA = vol.Schema(_options_fields(layercode=True))
+LIVELAYER_OPTIONS_SCHEMA = vol.Schema(_options_fields(layercode=False))
 
 
 def llm_api_options(hass: HomeAssistant) -> dict[vol.Optional, SelectSelector]:
@@ -204,14 +249,62 @@ async def async_try_authorize(
     return error
 
 
+def _valid_session_endpoint(value: str) -> bool:
+    """A path under the base URL, or an absolute http(s) URL."""
+    try:
+        url = URL(value)
+    except ValueError:
+        return False
+    if url.is_absolute() or url.scheme:
+        return url.scheme in BASE_URL_SCHEMES and bool(url.host)
+    return True
+
+
+def _validate_livelayer(data: Mapping[str, str]) -> dict[str, str]:
+    """Field errors for the base URL and the session endpoint."""
+    errors: dict[str, str] = {}
+    if not _valid_url(data.get(CONF_BASE_URL, ""), BASE_URL_SCHEMES):
+        errors[CONF_BASE_URL] = "invalid_base_url"
+    endpoint = data.get(CONF_SESSION_ENDPOINT)
+    if endpoint is not None and not _valid_session_endpoint(endpoint):
+        errors[CONF_SESSION_ENDPOINT] = "invalid_session_endpoint"
+    return errors
+
+
+def livelayer_unique_id(agent_id: str) -> str:
+    """One config entry per LiveLayer agent."""
+    return f"livelayer_{agent_id}"
+
+
+def _session_error_key(err: LiveLayerError) -> str:
+    """The form error for a failed LiveLayer session request."""
+    if err.code == ErrorCode.KEY_WRONG_ORG:
+        return "key_wrong_org"
+    if err.code == ErrorCode.KEY_EXPIRED:
+        return "key_expired"
+    if err.code == ErrorCode.AGENT_HAS_NO_ORG:
+        return "agent_has_no_org"
+    if isinstance(err, LiveLayerConnectionError):
+        return "cannot_connect"
+    return "session_failed"
+
+
 class LayercodeConfigFlow(ConfigFlow, domain=DOMAIN):
-    """Set up a Layercode voice agent."""
+    """Set up a Layercode or LiveLayer voice agent."""
 
     VERSION = 1
     MINOR_VERSION = 1
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """Ask for the agent and how to authorize its sessions."""
+        """Ask which service runs the agent."""
+        return self.async_show_menu(
+            step_id="user", menu_options=[Provider.LAYERCODE.value, Provider.LIVELAYER.value]
+        )
+
+    async def async_step_layercode(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask for the Layercode agent and how to authorize its sessions."""
         errors: dict[str, str] = {}
         if user_input is not None:
             data = _clean(
@@ -238,13 +331,73 @@ class LayercodeConfigFlow(ConfigFlow, domain=DOMAIN):
                 errors["base"] = error
 
         return self.async_show_form(
-            step_id="user",
+            step_id="layercode",
             data_schema=self.add_suggested_values_to_schema(STEP_USER_SCHEMA, user_input),
             errors=errors,
         )
 
+    async def async_step_livelayer(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask for the LiveLayer agent; check that LiveKit works here and a room is granted."""
+        errors: dict[str, str] = {}
+        details = {"error": ""}
+        if user_input is not None:
+            data = _clean(
+                user_input, CONF_AGENT_ID, CONF_BASE_URL, CONF_API_KEY, CONF_SESSION_ENDPOINT
+            )
+            if CONF_AGENT_ID not in data:
+                errors[CONF_AGENT_ID] = "invalid_agent_id"
+            errors.update(_validate_livelayer(data))
+            if not errors:
+                agent_id = data[CONF_AGENT_ID]
+                await self.async_set_unique_id(
+                    livelayer_unique_id(agent_id), raise_on_progress=False
+                )
+                self._abort_if_unique_id_configured()
+                data = {CONF_PROVIDER: Provider.LIVELAYER.value, **data}
+                try:
+                    await async_ensure_livekit(self.hass)
+                except LiveKitUnavailable as err:
+                    errors["base"] = "livekit_unavailable"
+                    details["error"] = err.reason
+                else:
+                    grant = await self._async_request_session(data, errors, details)
+                    if grant is not None:
+                        return self.async_create_entry(
+                            title=grant.agent_config.name or f"LiveLayer {agent_id}", data=data
+                        )
+
+        return self.async_show_form(
+            step_id="livelayer",
+            data_schema=self.add_suggested_values_to_schema(STEP_LIVELAYER_SCHEMA, user_input),
+            description_placeholders={"error": details["error"]},
+            errors=errors,
+        )
+
+    async def _async_request_session(
+        self, data: Mapping[str, Any], errors: dict[str, str], details: dict[str, str]
+    ) -> SessionGrant | None:
+        """Ask the LiveLayer session endpoint for a room, as the entry's sessions will.
+
+        On failure, sets the form's base error and its text under `details["error"]`. Only a
+        token is minted: no room is joined, so there is nothing to close.
+        """
+        options = livelayer_options(data)
+        try:
+            return await request_session(async_get_clientsession(self.hass), options)
+        except LiveLayerError as err:
+            _LOGGER.debug("Requesting a session at %s failed: %s", options.session_url, err)
+            errors["base"] = _session_error_key(err)
+            details["error"] = str(err)
+        except Exception as err:
+            _LOGGER.exception("Unexpected error requesting a session at %s", options.session_url)
+            errors["base"] = "unknown"
+            details["error"] = str(err)
+        return None
+
     async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
-        """Start re-authentication when the authorize endpoint rejects the stored key."""
+        """Start re-authentication when the agent's endpoint rejects the stored key."""
         return await self.async_step_reauth_confirm()
 
     async def async_step_reauth_confirm(
@@ -253,6 +406,8 @@ class LayercodeConfigFlow(ConfigFlow, domain=DOMAIN):
         """Ask for a new API key and check it."""
         errors: dict[str, str] = {}
         entry = self._get_reauth_entry()
+        if entry_provider(entry) is Provider.LIVELAYER:
+            return await self.async_step_reauth_livelayer(user_input)
         if user_input is not None:
             api_key = str(user_input.get(CONF_API_KEY) or "").strip()
             error = await async_try_authorize(
@@ -278,12 +433,40 @@ class LayercodeConfigFlow(ConfigFlow, domain=DOMAIN):
             errors=errors,
         )
 
+    async def async_step_reauth_livelayer(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask for a new LiveLayer API key and check that it is granted a room."""
+        errors: dict[str, str] = {}
+        details = {"error": ""}
+        entry = self._get_reauth_entry()
+        if user_input is not None:
+            api_key = str(user_input.get(CONF_API_KEY) or "").strip()
+            data = {**entry.data, CONF_API_KEY: api_key}
+            if await self._async_request_session(data, errors, details) is not None:
+                return self.async_update_reload_and_abort(
+                    entry, data_updates={CONF_API_KEY: api_key}
+                )
+
+        return self.async_show_form(
+            step_id="reauth_livelayer",
+            data_schema=STEP_REAUTH_SCHEMA,
+            description_placeholders={
+                "agent_id": entry.data[CONF_AGENT_ID],
+                "base_url": entry.data[CONF_BASE_URL],
+                "error": details["error"],
+            },
+            errors=errors,
+        )
+
     async def async_step_reconfigure(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
         """Change how sessions of the same agent are authorized and connected."""
         errors: dict[str, str] = {}
         entry = self._get_reconfigure_entry()
+        if entry_provider(entry) is Provider.LIVELAYER:
+            return await self.async_step_reconfigure_livelayer(user_input)
         agent_id: str = entry.data[CONF_AGENT_ID]
         if user_input is not None:
             data = _clean(user_input, CONF_AUTHORIZE_URL, CONF_API_KEY, CONF_WEBSOCKET_URL)
@@ -315,13 +498,37 @@ class LayercodeConfigFlow(ConfigFlow, domain=DOMAIN):
             step_id="reconfigure",
             data_schema=self.add_suggested_values_to_schema(
                 STEP_RECONFIGURE_SCHEMA,
-                {
-                    key: value
-                    for key, value in (user_input or entry.data).items()
-                    if key != CONF_API_KEY  # a secret is never sent back to the browser
-                },
+                _without_secret(user_input or entry.data),
             ),
             description_placeholders={"agent_id": agent_id},
+            errors=errors,
+        )
+
+    async def async_step_reconfigure_livelayer(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Change where the same LiveLayer agent's rooms are requested, and with which key."""
+        errors: dict[str, str] = {}
+        details = {"error": ""}
+        entry = self._get_reconfigure_entry()
+        agent_id: str = entry.data[CONF_AGENT_ID]
+        if user_input is not None:
+            data = _clean(user_input, CONF_BASE_URL, CONF_API_KEY, CONF_SESSION_ENDPOINT)
+            if CONF_API_KEY not in data and entry.data.get(CONF_API_KEY):
+                data[CONF_API_KEY] = entry.data[CONF_API_KEY]
+            errors.update(_validate_livelayer(data))
+            if not errors:
+                data = {CONF_PROVIDER: Provider.LIVELAYER.value, CONF_AGENT_ID: agent_id, **data}
+                if await self._async_request_session(data, errors, details) is not None:
+                    return self.async_update_reload_and_abort(entry, data=data)
+
+        return self.async_show_form(
+            step_id="reconfigure_livelayer",
+            data_schema=self.add_suggested_values_to_schema(
+                STEP_RECONFIGURE_LIVELAYER_SCHEMA,
+                _without_secret(user_input or entry.data),
+            ),
+            description_placeholders={"agent_id": agent_id, "error": details["error"]},
             errors=errors,
         )
 
@@ -330,6 +537,11 @@ class LayercodeConfigFlow(ConfigFlow, domain=DOMAIN):
     def async_get_options_flow(config_entry: ConfigEntry) -> LayercodeOptionsFlow:
         """Options: metadata, turn-taking, idle timeout, audio output, fallback TTS."""
         return LayercodeOptionsFlow()
+
+
+def _without_secret(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A form's suggested values: the API key is never sent back to the browser."""
+    return {key: value for key, value in values.items() if key != CONF_API_KEY}
 
 
 def _metadata_text(metadata: Any) -> str:
@@ -354,20 +566,22 @@ class LayercodeOptionsFlow(OptionsFlow):
     """Per-entry options; the integration reloads the entry when they change."""
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """Show and store the options."""
+        """Show and store the options; a LiveLayer agent has no metadata or turn-taking."""
         errors: dict[str, str] = {}
+        layercode = entry_provider(self.config_entry) is Provider.LAYERCODE
         if user_input is not None:
-            metadata = _parse_metadata(str(user_input.get(CONF_METADATA) or ""))
-            if metadata is None:
-                errors[CONF_METADATA] = "invalid_metadata"
-            else:
-                options: dict[str, Any] = {
-                    CONF_METADATA: metadata,
-                    CONF_TURN_TAKING: TurnTaking(user_input[CONF_TURN_TAKING]).value,
-                    CONF_IDLE_TIMEOUT: int(user_input[CONF_IDLE_TIMEOUT]),
-                    CONF_AUDIO_OUTPUT: bool(user_input[CONF_AUDIO_OUTPUT]),
-                    CONF_AGENT_TURN_DETECTION: bool(user_input[CONF_AGENT_TURN_DETECTION]),
-                }
+            options: dict[str, Any] = {}
+            if layercode:
+                metadata = _parse_metadata(str(user_input.get(CONF_METADATA) or ""))
+                if metadata is None:
+                    errors[CONF_METADATA] = "invalid_metadata"
+                else:
+                    options[CONF_METADATA] = metadata
+                    options[CONF_TURN_TAKING] = TurnTaking(user_input[CONF_TURN_TAKING]).value
+            if not errors:
+                options[CONF_IDLE_TIMEOUT] = int(user_input[CONF_IDLE_TIMEOUT])
+                options[CONF_AUDIO_OUTPUT] = bool(user_input[CONF_AUDIO_OUTPUT])
+                options[CONF_AGENT_TURN_DETECTION] = bool(user_input[CONF_AGENT_TURN_DETECTION])
                 if fallback_tts := user_input.get(CONF_FALLBACK_TTS):
                     options[CONF_FALLBACK_TTS] = fallback_tts
                 if apis := [str(api) for api in user_input.get(CONF_LLM_HASS_API) or []]:
@@ -383,6 +597,14 @@ class LayercodeOptionsFlow(OptionsFlow):
                 CONF_METADATA: _metadata_text(current.get(CONF_METADATA)),
             }
 
+        if not layercode:
+            return self.async_show_form(
+                step_id="init",
+                data_schema=self.add_suggested_values_to_schema(
+                    LIVELAYER_OPTIONS_SCHEMA.extend(llm_api_options(self.hass)), suggested
+                ),
+                errors=errors,
+            )
         return self.async_show_form(
             step_id="init",
             data_schema=self.add_suggested_values_to_schema(

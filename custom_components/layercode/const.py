@@ -7,10 +7,19 @@ from typing import Final
 
 DOMAIN: Final = "layercode"
 
+CONF_PROVIDER: Final = "provider"
+"""Which service runs the agent (`Provider`); entries without it are Layercode's."""
 CONF_AGENT_ID: Final = "agent_id"
-CONF_AUTHORIZE_URL: Final = "authorize_url"
 CONF_API_KEY: Final = "api_key"
+
+# Layercode agents.
+CONF_AUTHORIZE_URL: Final = "authorize_url"
 CONF_WEBSOCKET_URL: Final = "websocket_url"
+
+# LiveLayer agents.
+CONF_BASE_URL: Final = "base_url"
+CONF_SESSION_ENDPOINT: Final = "session_endpoint"
+DEFAULT_LIVELAYER_BASE_URL: Final = "https://livelayer.app"
 
 CONF_METADATA: Final = "metadata"
 CONF_TURN_TAKING: Final = "turn_taking"
@@ -28,6 +37,13 @@ DEFAULT_IDLE_TIMEOUT: Final = 300
 MIN_IDLE_TIMEOUT: Final = 10
 MAX_IDLE_TIMEOUT: Final = 3600
 DEFAULT_AUDIO_OUTPUT: Final = True
+
+
+class Provider(StrEnum):
+    """The service behind a config entry."""
+
+    LAYERCODE = "layercode"
+    LIVELAYER = "livelayer"
 
 
 class TurnTaking(StrEnum):

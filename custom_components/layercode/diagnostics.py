@@ -9,6 +9,7 @@ from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.core import HomeAssistant
 
 from . import LayercodeConfigEntry
+from .client import AgentSession, LayercodeSession
 from .const import CONF_API_KEY
 
 TO_REDACT = {CONF_API_KEY, "client_session_key", "api_key", "authorization"}
@@ -29,15 +30,17 @@ async def async_get_config_entry_diagnostics(
                 "muted": runtime.muted,
                 "audio_output": runtime.audio_output,
                 "agent_speaking": runtime.agent_speaking,
+                "agent_state": runtime.agent_state.value,
                 "user_speaking": runtime.user_speaking,
             },
             "conversations": [
                 {
                     "conversation_id": conversation.conversation_id,
-                    "layercode_conversation_id": conversation.session.conversation_id,
+                    "agent_conversation_id": conversation.session.conversation_id,
                     "device_id": conversation.device_id,
                     "status": conversation.session.status.value,
-                    "config": asdict(conversation.session.config),
+                    "agent_state": conversation.session.agent_state.value,
+                    "config": _session_config(conversation.session),
                     "last_activity": conversation.last_activity.isoformat(),
                     "agent_turn": repr(conversation.session.agent_turn),
                 }
@@ -47,3 +50,8 @@ async def async_get_config_entry_diagnostics(
         },
         TO_REDACT,
     )
+
+
+def _session_config(session: AgentSession) -> dict[str, Any]:
+    """The agent's session config (Layercode's turn-taking and VAD); LiveLayer has none."""
+    return asdict(session.config) if isinstance(session, LayercodeSession) else {}

@@ -7,8 +7,11 @@ from homeassistant.core import callback
 from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
 from homeassistant.helpers.entity import Entity, EntityDescription
 
-from .const import CONF_AGENT_ID, DOMAIN
+from .const import CONF_AGENT_ID, DOMAIN, Provider
+from .providers import entry_provider
 from .runtime import LayercodeRuntime
+
+PROVIDER_NAMES = {Provider.LAYERCODE: "Layercode", Provider.LIVELAYER: "LiveLayer"}
 
 
 class LayercodeEntity(Entity):
@@ -26,7 +29,7 @@ class LayercodeEntity(Entity):
         self._attr_device_info = DeviceInfo(
             identifiers={(DOMAIN, entry.entry_id)},
             name=entry.title,
-            manufacturer="Layercode",
+            manufacturer=PROVIDER_NAMES[entry_provider(entry)],
             model="Voice agent",
             model_id=entry.data[CONF_AGENT_ID],
             entry_type=DeviceEntryType.SERVICE,

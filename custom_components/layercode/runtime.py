@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from homeassistant.components import tts
@@ -29,17 +29,18 @@ from homeassistant.helpers.event import async_call_later
 from homeassistant.util import dt as dt_util, ulid as ulid_util
 
 from .client import (
+    AgentSession,
+    AgentSpeakingChanged,
+    AgentState,
+    AgentStateChanged,
     AgentTurn,
     AgentTurnStarted,
     AmplitudeChanged,
-    Authorizer,
     LayercodeError,
-    LayercodeSession,
     SessionEvent,
     SessionFailed,
     SessionStatus,
     StatusChanged,
-    TurnTrigger,
     UserSpeakingChanged,
 )
 from .client.audio import AGENT_RATE, SAMPLE_WIDTH
@@ -71,6 +72,9 @@ RECENT_TURNS = 10
 """How many turns' timings diagnostics keep."""
 TOOL_RECORDS = 20
 """Tool calls kept per conversation until the conversation entity writes them to the chat log."""
+
+
+_BUSIEST_FIRST = (AgentState.SPEAKING, AgentState.THINKING, AgentState.LISTENING)
 
 
 class InputSource(StrEnum):
@@ -186,7 +190,7 @@ class Conversation:
     """One Home Assistant conversation and its agent session."""
 
     conversation_id: str
-    session: LayercodeSession
+    session: AgentSession
     device_id: str | None = None
     last_activity: datetime = field(default_factory=dt_util.utcnow)
     remove_listener: Callable[[], None] = lambda: None
@@ -210,13 +214,27 @@ class Conversation:
         return next((i for i in self.inputs if i.agent_turn is turn), None)
 
 
+class SessionFactory(Protocol):
+    """Opens a session with the entry's agent (a Layercode or a LiveLayer one)."""
+
+    def __call__(
+        self,
+        http: aiohttp.ClientSession,
+        *,
+        conversation_id: str | None,
+        audio_output: bool,
+        muted: bool,
+        unconsumed_audio_timeout: float,
+    ) -> AgentSession:
+        """A new, not yet connected session."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class RuntimeSettings:
     """The entry's settings a runtime needs, read from data and options."""
 
-    authorizer: Authorizer
-    websocket_url: str
-    trigger: TurnTrigger | None
+    new_session: SessionFactory
     idle_timeout: float
     audio_output: bool
     fallback_tts: str | None = None
@@ -272,6 +290,20 @@ class LayercodeRuntime:
             if status in statuses:
                 return status
         return SessionStatus.ERROR if not self.available else SessionStatus.DISCONNECTED
+
+    @property
+    def agent_state(self) -> AgentState:
+        """Speaking while the agent's voice waits to play or plays; else the busiest session's.
+
+        A LiveLayer agent says it listens once it has sent its voice, which may not have
+        played yet: until it has, the agent still speaks here.
+        """
+        if self.agent_speaking or any(
+            c.session.agent_speaking for c in self.conversations.values()
+        ):
+            return AgentState.SPEAKING
+        states = {c.session.agent_state for c in self.conversations.values()}
+        return next((s for s in _BUSIEST_FIRST if s in states), AgentState.IDLE)
 
     @property
     def agent_speaking(self) -> bool:
@@ -418,16 +450,12 @@ class LayercodeRuntime:
         return turn
 
     async def _open(self, conversation_id: str, device_id: str | None) -> Conversation:
-        session = LayercodeSession(
+        session = self.settings.new_session(
             self._http,
-            self.settings.authorizer,
-            websocket_url=self.settings.websocket_url,
             conversation_id=self._layercode_ids.get(conversation_id),
-            trigger=self.settings.trigger,
             audio_output=self.audio_output,
             muted=self.muted,
             unconsumed_audio_timeout=UNCLAIMED_AUDIO_TIMEOUT,
-            server_turn_detection=self.settings.agent_turn_detection,
         )
         conversation = Conversation(conversation_id, session, device_id)
         conversation.remove_listener = session.add_listener(
@@ -529,7 +557,7 @@ class LayercodeRuntime:
                     for user_input in conversation.inputs:
                         user_input.fail()
                 self._notify_state()
-            case UserSpeakingChanged():
+            case UserSpeakingChanged() | AgentSpeakingChanged() | AgentStateChanged():
                 self._notify_state()
             case AmplitudeChanged():
                 for listener in list(self._amplitude_listeners):

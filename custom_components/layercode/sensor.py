@@ -1,4 +1,4 @@
-"""Sensors: the connection status, and the user's and agent's audio levels."""
+"""Sensors: the connection status, what the agent is doing, and the audio levels."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.event import async_call_later
 
 from . import LayercodeConfigEntry
-from .client import SessionStatus
+from .client import AgentState, SessionStatus
 from .entity import LayercodeEntity
 from .runtime import LayercodeRuntime
 
@@ -44,6 +44,13 @@ SENSORS: tuple[LayercodeSensorDescription, ...] = (
         options=[status.value for status in SessionStatus],
         entity_category=EntityCategory.DIAGNOSTIC,
         value_fn=lambda runtime: runtime.status.value,
+    ),
+    LayercodeSensorDescription(
+        key="agent_state",
+        translation_key="agent_state",
+        device_class=SensorDeviceClass.ENUM,
+        options=[state.value for state in AgentState],
+        value_fn=lambda runtime: runtime.agent_state.value,
     ),
     LayercodeSensorDescription(
         key="user_amplitude",

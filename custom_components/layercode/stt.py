@@ -14,7 +14,7 @@ from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from . import LayercodeConfigEntry
-from .client import EventWaiter, LayercodeError, LayercodeSession, SessionEvent
+from .client import AgentSession, EventWaiter, LayercodeError, SessionEvent
 from .client.messages import UserTranscript
 from .compat import HA_2026_5
 from .entity import LayercodeEntity
@@ -189,7 +189,7 @@ class Microphone:
 
 
 async def _stream_until_transcript(
-    session: LayercodeSession,
+    session: AgentSession,
     microphone: Microphone,
     transcript: EventWaiter,
     user_input: UserInput,

@@ -56,13 +56,23 @@ COMPONENT_DIR = Path(config_flow.__file__).parent
 WS_URL = "ws://127.0.0.1:1/v1/agents/web/websocket"
 
 
-async def start_user_flow(hass: HomeAssistant) -> str:
-    """Open the user step; return the flow id."""
+async def open_layercode_form(hass: HomeAssistant) -> Any:
+    """Open the user step's menu and pick Layercode; return the form."""
     result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
-    assert result["type"] is FlowResultType.FORM
+    assert result["type"] is FlowResultType.MENU
     assert result["step_id"] == "user"
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": "layercode"}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "layercode"
     assert result["errors"] == {}
-    return str(result["flow_id"])
+    return result
+
+
+async def start_user_flow(hass: HomeAssistant) -> str:
+    """Open the Layercode form through the user step's menu; return the flow id."""
+    return str((await open_layercode_form(hass))["flow_id"])
 
 
 def user_input(
@@ -130,8 +140,7 @@ async def test_user_flow_success(
     hass: HomeAssistant, agent_server: LocalAgentServer, mock_setup_entry: AsyncMock
 ) -> None:
     """The form has the four fields; a working authorize creates the entry."""
-    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
-    assert result["type"] is FlowResultType.FORM
+    result = await open_layercode_form(hass)
     assert [str(key) for key in result["data_schema"].schema] == [
         CONF_AGENT_ID,
         CONF_AUTHORIZE_URL,
@@ -226,7 +235,7 @@ async def test_user_flow_authorize_errors(
         flow_id, user_input(authorize_endpoint.url)
     )
     assert result["type"] is FlowResultType.FORM
-    assert result["step_id"] == "user"
+    assert result["step_id"] == "layercode"
     assert result["errors"] == {"base": error}
     # The form keeps what was entered.
     assert suggested_values(result)[CONF_AUTHORIZE_URL] == authorize_endpoint.url
@@ -816,13 +825,15 @@ def test_translations_match_strings() -> None:
     assert english == strings
     assert set(strings["selector"]["turn_taking"]["options"]) == {mode.value for mode in TurnTaking}
     config = strings["config"]
-    assert set(config["step"]["user"]["data"]) == {
+    assert set(config["step"]["layercode"]["data"]) == {
         CONF_AGENT_ID,
         CONF_AUTHORIZE_URL,
         CONF_API_KEY,
         CONF_WEBSOCKET_URL,
     }
-    assert set(config["step"]["user"]["data_description"]) == set(config["step"]["user"]["data"])
+    assert set(config["step"]["layercode"]["data_description"]) == set(
+        config["step"]["layercode"]["data"]
+    )
     assert set(strings["options"]["step"]["init"]["data"]) == {
         CONF_METADATA,
         CONF_TURN_TAKING,

@@ -68,12 +68,14 @@ class Room(Protocol):
     @property
     def local_identity(self) -> str:
         """Our own participant identity, once connected."""
+        ...
 
     async def connect(self, url: str, token: str) -> None:
         """Join the room. Raises on failure."""
 
     async def publish_microphone(self) -> MicrophoneTrack:
         """Publish a microphone-source audio track."""
+        ...
 
     async def publish_data(self, payload: bytes, topic: str | None = None) -> None:
         """Send a reliable data message to the room."""
