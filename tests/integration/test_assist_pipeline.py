@@ -58,6 +58,7 @@ from local_agent_server import EchoResponder, LocalAgentServer, Reply, SendData,
 from .conftest import AGENT_ID, API_KEY, make_entry, setup, unload
 from .test_setup_entities import (
     AGENT_SPEAKING,
+    AGENT_STATE,
     EVENTS,
     TIMEOUT,
     StateLog,
@@ -206,7 +207,12 @@ async def test_voice_turn_plays_the_agents_own_audio(
     agent_server: LocalAgentServer,
     pipeline_id: str,
 ) -> None:
-    """stt-end is the agent's transcript, intent-end its reply, the TTS URL its audio."""
+    """stt-end is the agent's transcript, intent-end its reply, the TTS URL its audio.
+
+    The agent_state sensor follows the turn: it listens, thinks once the user's turn ends,
+    speaks until its reply has played out, then listens again.
+    """
+    log = StateLog(hass, AGENT_STATE)
     events = await run_voice_turn(hass, pipeline_id, speech(1.0))
     assert events[PipelineEventType.STT_END]["stt_output"]["text"] == "heard 1000 ms of audio"
     speech_out = events[PipelineEventType.INTENT_END]["intent_output"]["response"]["speech"]
@@ -217,6 +223,8 @@ async def test_voice_turn_plays_the_agents_own_audio(
     assert rate == 16000
     assert abs(len(voiced(pcm)) - turn.audio_bytes) <= 8
     assert dominant_frequency(pcm, rate) == pytest.approx(440, abs=3)
+    await until(lambda: log.states[AGENT_STATE][-1:] == ["listening"])
+    assert log.states[AGENT_STATE] == ["listening", "thinking", "speaking", "listening"]
 
 
 @pytest.mark.parametrize(

@@ -41,9 +41,8 @@ from .test_assist_pipeline import (
     voiced,
     wav_pcm,
 )
-from .test_setup_entities import AGENT_SPEAKING, CONNECTION, StateLog
+from .test_setup_entities import AGENT_SPEAKING, AGENT_STATE, CONNECTION, StateLog
 
-AGENT_STATE = "sensor.ag_test_agent_state"
 REPLY = "The kitchen light is on."
 
 

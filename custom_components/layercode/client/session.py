@@ -73,7 +73,7 @@ class LayercodeSession(AgentSession):
     """One conversation with a Layercode agent over one (re)connected WebSocket.
 
     Its agent state follows the turns: listening from a user turn's start (and between
-    turns), thinking from its end, speaking while agent audio arrives.
+    turns), thinking from its end, speaking from the agent's first audio until it has played.
     """
 
     def __init__(
@@ -452,7 +452,6 @@ class LayercodeSession(AgentSession):
             self._set_user_speaking(False)
             return
         self._set_user_speaking(False)
-        self._set_agent_state(AgentState.THINKING)
 
     async def _flush_preroll(self) -> None:
         while self._preroll:
@@ -464,7 +463,6 @@ class LayercodeSession(AgentSession):
         """Typed user input: interrupts a speaking agent, then ends the user turn."""
         self.interrupt_agent()
         await self._send(response_text(text))
-        self._set_agent_state(AgentState.THINKING)
 
     async def send_data(self, data: dict[str, Any]) -> None:
         """A JSON object for the agent's backend; does not touch the turn."""
