@@ -178,8 +178,14 @@ class HomeAssistantApi:
 async def add_layercode_entry(
     api: HomeAssistantApi, agent_id: str, authorize_url: str, websocket_url: str
 ) -> str:
-    """Walk the integration's config flow as the UI does; returns the new entry's id."""
-    flow = await api.rest("POST", "/api/config/config_entries/flow", {"handler": "layercode"})
+    """Walk the integration's config flow as the UI does (the provider menu, then Layercode's
+    form); returns the new entry's id."""
+    menu = await api.rest("POST", "/api/config/config_entries/flow", {"handler": "layercode"})
+    if menu.get("type") != "menu":
+        raise ApiError(f"the config flow did not open with its provider menu: {menu}")
+    flow = await api.rest(
+        "POST", f"/api/config/config_entries/flow/{menu['flow_id']}", {"next_step_id": "layercode"}
+    )
     if flow.get("type") != "form":
         raise ApiError(f"the Layercode config flow did not show its form: {flow}")
     result = await api.rest(

@@ -4,7 +4,9 @@ Each finished turn is logged (user text, agent text, timings). Without `--webhoo
 built-in echo backend answers; with one, the server drives that backend like Layercode would.
 `--speech offline` hears with pocketsphinx (the demo's sentences) and speaks with espeak-ng;
 the default `tones` pair needs nothing installed and hears only how long the user spoke;
-`auto` is offline where both engines are installed, tones otherwise.
+`auto` is offline where both engines are installed, tones otherwise. With `--relay-livelayer`
+a LiveLayer agent answers every connection instead (relay.py): Home Assistant still authorizes
+with `--agent-id`, and only this machine needs LiveKit.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import logging
 
 from .backend import EchoResponder
 from .engines import SpeechToText, TextToSpeech
-from .layercode_client import TurnTrigger
+from .layercode_client import DEFAULT_SESSION_ENDPOINT, LiveLayerOptions, TurnTrigger
 from .offline_speech import EspeakTextToSpeech, PocketsphinxSpeechToText, SpeechEngineMissing
+from .relay import LiveLayerRelay
 from .server import LocalAgentServer
 
 _LOGGER = logging.getLogger(__name__)
@@ -46,7 +49,44 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "auto: offline if both are installed",
     )
     parser.add_argument("--debug", action="store_true", help="log every detail")
-    return parser.parse_args(argv)
+    relay = parser.add_argument_group(
+        "relay", "answer with a LiveLayer agent instead of a webhook backend"
+    )
+    relay.add_argument(
+        "--relay-livelayer", metavar="BASE_URL", help="LiveLayer's base URL, https://livelayer.app"
+    )
+    relay.add_argument("--livelayer-agent-id", metavar="ID", help="the LiveLayer agent's ID")
+    relay.add_argument(
+        "--livelayer-api-key", metavar="KEY", help="sent as x-api-key to the session endpoint"
+    )
+    relay.add_argument(
+        "--livelayer-session-endpoint",
+        metavar="PATH_OR_URL",
+        help=f"default {DEFAULT_SESSION_ENDPOINT} under the base URL",
+    )
+    args = parser.parse_args(argv)
+    livelayer = (args.livelayer_agent_id, args.livelayer_api_key, args.livelayer_session_endpoint)
+    if args.relay_livelayer is None and any(value is not None for value in livelayer):
+        parser.error("the --livelayer-* options need --relay-livelayer")
+    if args.relay_livelayer is not None and not args.livelayer_agent_id:
+        parser.error("--relay-livelayer needs --livelayer-agent-id")
+    if args.relay_livelayer is not None and args.webhook_url is not None:
+        parser.error("--relay-livelayer and --webhook-url exclude each other")
+    return args
+
+
+def _relay(args: argparse.Namespace) -> LiveLayerRelay | None:
+    """The relay `--relay-livelayer` asks for, on the real LiveKit SDK; None without it."""
+    if args.relay_livelayer is None:
+        return None
+    return LiveLayerRelay(
+        LiveLayerOptions(
+            agent_id=args.livelayer_agent_id,
+            base_url=args.relay_livelayer,
+            api_key=args.livelayer_api_key,
+            session_endpoint=args.livelayer_session_endpoint,
+        )
+    )
 
 
 async def _engines(speech: str) -> tuple[SpeechToText | None, TextToSpeech | None]:
@@ -67,7 +107,8 @@ async def _engines(speech: str) -> tuple[SpeechToText | None, TextToSpeech | Non
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    stt, tts = await _engines(args.speech)
+    relay = _relay(args)
+    stt, tts = (None, None) if relay else await _engines(args.speech)
     server = LocalAgentServer(
         agent_id=args.agent_id,
         api_key=args.api_key,
@@ -75,9 +116,10 @@ async def _serve(args: argparse.Namespace) -> None:
         can_interrupt=not args.no_interrupt,
         webhook_url=args.webhook_url,
         webhook_secret=args.webhook_secret,
-        backend=None if args.webhook_url else EchoResponder(welcome=args.welcome),
+        backend=None if args.webhook_url or relay else EchoResponder(welcome=args.welcome),
         stt=stt,
         tts=tts,
+        relay=relay,
     )
     await server.start(args.host, args.port)
     print(f"authorize: {server.authorize_url}\nwebsocket: {server.websocket_url}", flush=True)

@@ -1,9 +1,11 @@
-"""One assistant turn: the backend's SSE reply turned into `response.*` frames for the client.
+"""One assistant turn as the client gets it: `turn.start`, `response.*` frames, its playback.
 
-Each `response.tts` becomes a `response.text` and the synthesized speech as `response.audio`
-frames (base64 16 kHz PCM, `delta_id` counting up from 0); `response.data` is passed on;
-`response.end` or `response.error` stops reading. The turn also tracks its playback (the
-client's `replay_finished`) and, should the user barge in, how much of it the user heard.
+From a webhook backend (`play`), each `response.tts` becomes a `response.text` and the
+synthesized speech as `response.audio` frames (base64 16 kHz PCM, `delta_id` counting up from
+0); `response.data` is passed on; `response.end` or `response.error` stops reading. A relay
+sends the text and audio it gets itself (`send_text`, `send_audio`). The turn also tracks its
+playback (the client's `replay_finished`) and, should the user barge in, how much of the
+backend's reply the user heard.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import aclosing, suppress
+from contextlib import aclosing
 from dataclasses import dataclass
 import logging
 import time
@@ -35,6 +37,14 @@ class _Segment:
     seconds: float
 
 
+def _append(text: str, piece: str) -> str:
+    """`piece` after `text`, with a space between unless one is there already (as the client
+    library joins `response.text` pieces)."""
+    if text and piece and not text[-1].isspace() and not piece[0].isspace():
+        return f"{text} {piece}"
+    return text + piece
+
+
 class AgentTurn:
     """Streams one agent turn to the client and tracks its playback."""
 
@@ -43,7 +53,6 @@ class AgentTurn:
         record: TurnRecord,
         *,
         send: Send,
-        tts: TextToSpeech,
         pace_audio: bool,
         announced: bool,
     ) -> None:
@@ -52,7 +61,6 @@ class AgentTurn:
         self.announced = announced
         self.reply_over = False
         self._send = send
-        self._tts = tts
         self._pace_audio = pace_audio
         self._segments: list[_Segment] = []
         self._audio_seconds = 0.0
@@ -70,14 +78,14 @@ class AgentTurn:
             self.announced = True
             await self._send({"type": "turn.start", "role": "assistant", "turn_id": self.turn_id})
 
-    async def play(self, events: AsyncIterator[dict[str, Any]]) -> None:
+    async def play(self, events: AsyncIterator[dict[str, Any]], tts: TextToSpeech) -> None:
         """Relay the backend's reply events until `response.end` or `response.error`."""
         async for event in events:
             match event.get("type"):
                 case "response.tts":
                     content = event.get("content")
                     if isinstance(content, str) and content:
-                        await self._speak(content)
+                        await self._speak(content, tts)
                 case "response.data":
                     await self.announce()
                     await self._send(
@@ -111,11 +119,19 @@ class AgentTurn:
         """The reply is over and played out: only `turn.end` is left to send."""
         return self.reply_over and (not self.record.audio_bytes or self.record.replay_finished)
 
-    async def wait_played(self, timeout: float) -> None:
-        """Wait for `replay_finished` after this turn's audio, at most `timeout` seconds."""
-        with suppress(TimeoutError):
+    def release(self) -> None:
+        """Stop waiting for `replay_finished`: a newer turn needs this one over."""
+        self._played.set()
+
+    async def wait_played(self, timeout: float) -> bool:
+        """Wait for `replay_finished` after this turn's audio (or `release`), at most `timeout`
+        seconds; False if the bound ran out."""
+        try:
             async with asyncio.timeout(timeout):
                 await self._played.wait()
+        except TimeoutError:
+            return False
+        return True
 
     def heard(self, now: float) -> str:
         """The words the user has heard by `now`, assuming playback from the first audio."""
@@ -134,23 +150,27 @@ class AgentTurn:
                 parts.extend(words)
         return " ".join(parts)
 
-    async def _speak(self, text: str) -> None:
+    async def send_text(self, text: str) -> None:
+        """One `response.text`; the client appends it to the turn's text."""
         await self.announce()
         if self.record.first_text_at is None:
             self.record.first_text_at = time.monotonic()
-        self.record.agent_text = " ".join(filter(None, (self.record.agent_text, text)))
+        self.record.agent_text = _append(self.record.agent_text, text)
         await self._send({"type": "response.text", "content": text, "turn_id": self.turn_id})
+
+    async def _speak(self, text: str, tts: TextToSpeech) -> None:
+        await self.send_text(text)
         # The whole segment is synthesized before it is sent, so that its length is known
         # when the user barges in and `heard` has to place the cut in its text.
-        async with aclosing(self._tts.synthesize(text)) as stream:
+        async with aclosing(tts.synthesize(text)) as stream:
             chunks = [chunk async for chunk in stream if chunk]
         seconds = sum(duration_seconds(chunk, AGENT_RATE) for chunk in chunks)
         self._segments.append(_Segment(text, self._audio_seconds, seconds))
         for chunk in chunks:
-            await self._send_audio(chunk)
-            self._audio_seconds += duration_seconds(chunk, AGENT_RATE)
+            await self.send_audio(chunk)
 
-    async def _send_audio(self, chunk: bytes) -> None:
+    async def send_audio(self, chunk: bytes) -> None:
+        """One `response.audio` frame of 16 kHz PCM (paced in real time with `pace_audio`)."""
         first_audio_at = self.record.first_audio_at
         if first_audio_at is None:
             self.record.first_audio_at = time.monotonic()
@@ -166,3 +186,4 @@ class AgentTurn:
         )
         self._next_delta_id += 1
         self.record.audio_bytes += len(chunk)
+        self._audio_seconds += duration_seconds(chunk, AGENT_RATE)

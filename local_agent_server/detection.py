@@ -18,6 +18,8 @@ A turn's audio is every frame the client sent inside it: from the start trigger 
 from __future__ import annotations
 
 from dataclasses import dataclass
+import logging
+from typing import get_args
 
 from .layercode_client import (
     SAMPLE_WIDTH,
@@ -27,6 +29,8 @@ from .layercode_client import (
     duration_seconds,
     rms_level,
 )
+
+_LOGGER = logging.getLogger(__name__)
 
 _MAX_PENDING_BYTES = 30 * WIRE_INPUT_RATE * SAMPLE_WIDTH
 """Audio kept between turns for a lone `vad_end`: the last 30 s."""
@@ -57,6 +61,17 @@ class SpeechEnded:
 
 
 type TurnEvent = SpeechStarted | SpeechEnded
+
+_VAD_EVENTS: tuple[VadEvent, ...] = get_args(VadEvent.__value__)
+
+
+def as_vad_event(event: object) -> VadEvent | None:
+    """The `event` of a `vad_events` message; None (logged) for one the protocol lacks."""
+    for known in _VAD_EVENTS:
+        if event == known:
+            return known
+    _LOGGER.warning("Ignoring vad_events with unknown event %r", event)
+    return None
 
 
 class UserTurnDetector:

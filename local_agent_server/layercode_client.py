@@ -1,5 +1,8 @@
 """The parts of the project's Layercode client library that the server reuses.
 
+That includes the LiveLayer session the relay mode drives; the LiveKit SDK under it is only
+imported when a real room is opened (`default_room_factory`).
+
 The library (`custom_components/layercode/client`) imports nothing from Home Assistant, but a
 plain `import custom_components.layercode.client` first runs the integration's own
 `custom_components/layercode/__init__.py`, which does. The server has to run where Home
@@ -46,6 +49,7 @@ from custom_components.layercode.client.audio import (  # noqa: E402
     FRAME_BYTES,
     SAMPLE_WIDTH,
     WIRE_INPUT_RATE,
+    PcmConverter,
     duration_seconds,
     rms_level,
     to_pcm,
@@ -55,17 +59,62 @@ from custom_components.layercode.client.config import (  # noqa: E402
     TurnTrigger,
     VadConfig,
 )
-from custom_components.layercode.client.messages import VadEvent  # noqa: E402
+from custom_components.layercode.client.errors import LayercodeError  # noqa: E402
+from custom_components.layercode.client.events import (  # noqa: E402
+    AgentTurnStarted,
+    SessionEvent,
+    SessionFailed,
+)
+from custom_components.layercode.client.livelayer import (  # noqa: E402
+    AUDIO_RATE,
+    DEFAULT_SESSION_ENDPOINT,
+    ErrorCode,
+    LiveLayerConnectionError,
+    LiveLayerError,
+    LiveLayerOptions,
+    LiveLayerSession,
+    RoomFactory,
+)
+from custom_components.layercode.client.livelayer.session import (  # noqa: E402
+    AGENT_JOIN_TIMEOUT,
+    RECONNECT_DELAYS,
+    default_room_factory,
+)
+from custom_components.layercode.client.messages import (  # noqa: E402
+    ResponseData,
+    UserTranscript,
+    VadEvent,
+)
+from custom_components.layercode.client.turns import AgentTurn  # noqa: E402
 
 __all__ = [
+    "AGENT_JOIN_TIMEOUT",
     "AGENT_RATE",
+    "AUDIO_RATE",
+    "DEFAULT_SESSION_ENDPOINT",
     "FRAME_BYTES",
+    "RECONNECT_DELAYS",
     "SAMPLE_WIDTH",
     "WIRE_INPUT_RATE",
+    "AgentTurn",
+    "AgentTurnStarted",
+    "ErrorCode",
+    "LayercodeError",
+    "LiveLayerConnectionError",
+    "LiveLayerError",
+    "LiveLayerOptions",
+    "LiveLayerSession",
+    "PcmConverter",
+    "ResponseData",
+    "RoomFactory",
     "SessionConfig",
+    "SessionEvent",
+    "SessionFailed",
     "TurnTrigger",
+    "UserTranscript",
     "VadConfig",
     "VadEvent",
+    "default_room_factory",
     "duration_seconds",
     "rms_level",
     "to_pcm",

@@ -5,9 +5,11 @@ Routes, as on api.layercode.com:
   `{client_session_key, conversation_id, config}`; errors `{"error": ...}` with 401 (API key),
   404 (agent), 400 (bad body or conversation id).
 - `GET /v1/agents/web/websocket?client_session_key=…`: 403 before the upgrade for an unknown,
-  used or expired key; then one `Session` (see session.py for the message flow).
-- `POST /webhook`: the built-in `WebhookBackend`, when no external webhook URL is given. The
-  server still reaches it over real HTTP, signed, as Layercode would.
+  used or expired key; then one `Session` (see session.py for the message flow), or in relay
+  mode one `RelaySession` (relay.py), which answers 502 before the upgrade when its LiveLayer
+  agent cannot be reached.
+- `POST /webhook`: the built-in `WebhookBackend`, when no external webhook URL is given (and
+  no relay). The server still reaches it over real HTTP, signed, as Layercode would.
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ import aiohttp
 from aiohttp import web
 
 from .backend import Responder, WebhookBackend
+from .connection import CLOSE_TIMEOUT, ClientConnection, SessionSettings
 from .detection import EnergySettings
 from .engines import SampleCountSpeechToText, SpeechToText, TextToSpeech, ToneTextToSpeech
 from .ids import new_id
 from .keys import SessionKeys
-from .layercode_client import SessionConfig, TurnTrigger, VadConfig
+from .layercode_client import LayercodeError, SessionConfig, TurnTrigger, VadConfig
 from .records import ConnectionRecording, Conversation
-from .session import Session, SessionSettings
+from .relay import LiveLayerRelay, RelaySession, failure_reason
+from .session import Session
 from .webhook import WebhookClient
 
 _LOGGER = logging.getLogger(__name__)
@@ -36,8 +40,6 @@ AUTHORIZE_PATH = "/v1/agents/web/authorize_session"
 WEBSOCKET_PATH = "/v1/agents/web/websocket"
 WEBHOOK_PATH = "/webhook"
 
-_CLOSE_TIMEOUT = 2.0
-"""How long a clean WebSocket close may take before the connection is cut."""
 _SESSION_END_TIMEOUT = 10.0
 """How long stop() and drop_connections() wait for sessions to wind down."""
 _SHUTDOWN_TIMEOUT = 2.0
@@ -76,14 +78,18 @@ class LocalAgentServer:
         energy: EnergySettings | None = None,
         webhook_connect_timeout: float = 5.0,
         webhook_read_timeout: float = 30.0,
+        relay: LiveLayerRelay | None = None,
     ) -> None:
         """`webhook_url` None mounts the built-in backend (answering with `backend`).
 
         `pace_audio` sends agent audio at real time instead of as fast as possible, so that
-        some of it is still in flight when a test barges in.
+        some of it is still in flight when a test barges in. With `relay`, a LiveLayer agent
+        answers every connection instead of a webhook backend.
         """
         if webhook_url is not None and backend is not None:
             raise ValueError("backend answers only when there is no webhook_url")
+        if relay is not None and (webhook_url is not None or backend is not None):
+            raise ValueError("a relay answers with its LiveLayer agent: no webhook_url or backend")
         self.agent_id = agent_id
         self.api_key = api_key
         """The bearer token authorize requires (None: any); changing it revokes the old one."""
@@ -104,13 +110,16 @@ class LocalAgentServer:
         self._webhook_timeouts = (webhook_connect_timeout, webhook_read_timeout)
         self._stt: SpeechToText = stt or SampleCountSpeechToText()
         self._tts: TextToSpeech = tts or ToneTextToSpeech()
+        self._relay = relay
         self.webhook_backend = (
-            WebhookBackend(webhook_secret, backend) if webhook_url is None else None
+            WebhookBackend(webhook_secret, backend)
+            if webhook_url is None and relay is None
+            else None
         )
         self._keys = SessionKeys(session_key_ttl)
         self.recordings: list[ConnectionRecording] = []
         self.conversations: dict[str, Conversation] = {}
-        self._sessions: dict[Session, asyncio.Task[None]] = {}
+        self._sessions: dict[ClientConnection, asyncio.Task[None]] = {}
         self._runner: web.AppRunner | None = None
         self._http: aiohttp.ClientSession | None = None
         self._webhook: WebhookClient | None = None
@@ -170,17 +179,20 @@ class LocalAgentServer:
             read_timeout=read_timeout,
         )
         _LOGGER.info(
-            "Layercode-compatible server for agent %s at %s (webhook %s)",
+            "Layercode-compatible server for agent %s at %s (%s)",
             self.agent_id,
             self._base_url,
-            self.webhook_url,
+            f"relaying to LiveLayer agent {self._relay.options.agent_id} at "
+            f"{self._relay.options.session_url}"
+            if self._relay is not None
+            else f"webhook {self.webhook_url}",
         )
 
     async def stop(self) -> None:
         """Close every connection (each reports `session.end`), then the server itself."""
         if self._runner is None:
             return
-        await asyncio.gather(*(session.close(_CLOSE_TIMEOUT) for session in list(self._sessions)))
+        await asyncio.gather(*(session.close(CLOSE_TIMEOUT) for session in list(self._sessions)))
         await self._wait_for_sessions()
         await self._runner.cleanup()
         self._runner = None
@@ -256,22 +268,17 @@ class LocalAgentServer:
             }
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(timeout=_CLOSE_TIMEOUT)
+        ws = web.WebSocketResponse(timeout=CLOSE_TIMEOUT)
         if not ws.can_prepare(request).ok:
             return _error(400, "expected a WebSocket upgrade")
         conversation_id = self._keys.redeem(request.query.get("client_session_key", ""))
         if conversation_id is None or self._webhook is None:
             return _error(403, "invalid, used or expired client_session_key")
-        await ws.prepare(request)
-        session = Session(
-            request,
-            ws,
-            settings=self._settings,
-            webhook=self._webhook,
-            stt=self._stt,
-            tts=self._tts,
-            conversation=self.conversations[conversation_id],
-        )
+        session = self._connection(request, ws, self.conversations[conversation_id])
+        try:
+            await session.accept()
+        except LayercodeError as err:
+            return _error(502, failure_reason(err))
         self.recordings.append(session.recording)
         # The session runs in a task of its own so that it still reports `session.end`
         # when aiohttp cancels this handler because the client went away.
@@ -280,3 +287,27 @@ class LocalAgentServer:
         task.add_done_callback(lambda _: self._sessions.pop(session, None))
         await asyncio.shield(task)
         return ws
+
+    def _connection(
+        self, request: web.Request, ws: web.WebSocketResponse, conversation: Conversation
+    ) -> ClientConnection:
+        if self._relay is not None:
+            assert self._http is not None
+            return RelaySession(
+                request,
+                ws,
+                relay=self._relay,
+                http=self._http,
+                settings=self._settings,
+                conversation=conversation,
+            )
+        assert self._webhook is not None
+        return Session(
+            request,
+            ws,
+            settings=self._settings,
+            webhook=self._webhook,
+            stt=self._stt,
+            tts=self._tts,
+            conversation=conversation,
+        )

@@ -34,21 +34,17 @@ What the client sees (every frame is a JSON text frame; ids are `turn_…` strin
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
 from collections.abc import Coroutine
-from dataclasses import dataclass
 from datetime import UTC, datetime
-import json
 import logging
 import time
 from typing import Any
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import web
 
 from .agent_turn import AgentTurn
-from .detection import EnergySettings, SpeechStarted, TurnEvent, UserTurnDetector
+from .connection import ClientConnection, SessionSettings, decode_audio
+from .detection import SpeechStarted, TurnEvent, UserTurnDetector, as_vad_event
 from .engines import SpeechToText, TextToSpeech
 from .ids import new_id
 from .layercode_client import (
@@ -58,7 +54,7 @@ from .layercode_client import (
     TurnTrigger,
     duration_seconds,
 )
-from .records import ClientFrame, ConnectionRecording, Conversation, TranscriptEntry, TurnRecord
+from .records import Conversation, TurnRecord
 from .webhook import WEBHOOK_ERRORS, WebhookClient
 
 _LOGGER = logging.getLogger(__name__)
@@ -67,28 +63,11 @@ _DELTA_COUNTER = 0
 """One transcript segment per user turn, so every interim and delta shares one counter."""
 
 
-@dataclass(frozen=True, slots=True)
-class SessionSettings:
-    """How every session of a server behaves."""
-
-    agent_id: str
-    trigger: TurnTrigger
-    can_interrupt: bool
-    replay_timeout: float
-    pace_audio: bool
-    interim_interval: float
-    energy: EnergySettings
-
-
 def _iso(unix: float) -> str:
     return datetime.fromtimestamp(unix, UTC).isoformat().replace("+00:00", "Z")
 
 
-def _ms_between(start: float | None, end: float | None) -> str:
-    return "-" if start is None or end is None else f"{(end - start) * 1000:.0f} ms"
-
-
-class Session:
+class Session(ClientConnection):
     """Runs one connection from open to close; see the module docstring for the flow."""
 
     def __init__(
@@ -102,34 +81,17 @@ class Session:
         tts: TextToSpeech,
         conversation: Conversation,
     ) -> None:
-        self._request = request
-        self._ws = ws
-        self._settings = settings
+        super().__init__(request, ws, conversation, settings)
         self._webhook = webhook
         self._stt = stt
         self._tts = tts
-        self._conversation = conversation
-        self.recording = ConnectionRecording(
-            new_id("sess"), conversation.conversation_id, time.monotonic()
-        )
         self._started_wall = time.time()
-        self._send_lock = asyncio.Lock()
         self._detector = UserTurnDetector(settings.trigger, settings.energy)
         self._user_turn_id: str | None = None
         self._next_interim = settings.interim_interval
-        self._agent: AgentTurn | None = None
-        self._agent_task: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self._interruption: dict[str, Any] | None = None
         self._last_turn_id: str | None = None
-        self._transcript: list[TranscriptEntry] = []
-        self._turns: list[TurnRecord] = []
         self._user_audio_seconds = 0.0
-
-    @property
-    def session_id(self) -> str:
-        """New for every connection; `conversation_id` stays across reconnects."""
-        return self.recording.session_id
 
     async def run(self) -> None:
         """Serve the connection until it closes, then report `session.end`."""
@@ -144,56 +106,13 @@ class Session:
             self._converse(welcome, self._event("session.start", turn_id=welcome.turn_id))
         )
         try:
-            async for message in self._ws:
-                if message.type is WSMsgType.TEXT:
-                    await self._on_frame(message.data)
-                elif message.type is WSMsgType.BINARY:
-                    self.recording.frames.append(ClientFrame(time.monotonic(), message.data, None))
-                    _LOGGER.warning("Ignoring a binary frame of %d bytes", len(message.data))
-                else:
-                    _LOGGER.warning("Session %s socket error: %s", self.session_id, message.data)
-                    break
+            await self._receive()
         finally:
             await self._teardown()
 
-    async def close(self, timeout: float) -> None:
-        """Close the socket cleanly (server going away), or cut it after `timeout` seconds."""
-        try:
-            async with asyncio.timeout(timeout):
-                await self._ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
-        except TimeoutError:
-            self.abort()
-
-    def abort(self) -> None:
-        """Drop the connection without a close handshake, like a network failure."""
-        if self._request.transport is not None:
-            self._request.transport.abort()
-
-    async def send_text(self, text: str) -> None:
-        """Send a raw text frame; a socket that is already gone is ignored."""
-        if self._ws.closed:
-            return
-        async with self._send_lock:
-            try:
-                await self._ws.send_str(text)
-            except ConnectionError as err:
-                _LOGGER.debug("Session %s: send failed: %s", self.session_id, err)
-
-    async def _send(self, message: dict[str, Any]) -> None:
-        await self.send_text(json.dumps(message, ensure_ascii=False))
-
     # Client frames.
 
-    async def _on_frame(self, raw: str) -> None:
-        try:
-            message = json.loads(raw)
-        except ValueError:
-            message = None
-        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-            self.recording.frames.append(ClientFrame(time.monotonic(), raw, None))
-            _LOGGER.warning("Ignoring a frame that is not a protocol message: %.200r", raw)
-            return
-        self.recording.frames.append(ClientFrame(time.monotonic(), raw, message))
+    async def _on_message(self, message: dict[str, Any]) -> None:
         match message["type"]:
             case "client.ready":
                 _LOGGER.debug("Session %s: client ready", self.session_id)
@@ -213,15 +132,8 @@ class Session:
                 _LOGGER.warning("Ignoring a message of unknown type %r", other)
 
     async def _on_audio(self, content: object) -> None:
-        if not isinstance(content, str):
-            _LOGGER.warning("Ignoring client.audio without text content")
-            return
-        try:
-            pcm = base64.b64decode(content, validate=True)
-        except binascii.Error:
-            _LOGGER.warning("Ignoring client.audio whose content is not base64")
-            return
-        if self._input_blocked():
+        pcm = decode_audio(content)
+        if pcm is None or self._input_blocked():
             return
         await self._apply(self._detector.audio(pcm))
         await self._send_interim()
@@ -230,16 +142,16 @@ class Session:
         if self._settings.trigger is TurnTrigger.PUSH_TO_TALK:
             _LOGGER.debug("Ignoring vad_events %r in push-to-talk", event)
             return
-        if event not in ("vad_start", "vad_end", "vad_model_failed"):
-            _LOGGER.warning("Ignoring vad_events with unknown event %r", event)
+        vad = as_vad_event(event)
+        if vad is None:
             return
-        if event == "vad_model_failed":
+        if vad == "vad_model_failed":
             _LOGGER.info(
                 "Session %s: client VAD failed, detecting speech by energy", self.session_id
             )
         if self._input_blocked():
             return
-        await self._apply(self._detector.vad(event))
+        await self._apply(self._detector.vad(vad))
 
     async def _on_push_to_talk(self, start: bool) -> None:
         if self._settings.trigger is not TurnTrigger.PUSH_TO_TALK:
@@ -262,14 +174,6 @@ class Session:
         self._detector.reset()
         user_turn_id = await self._user_finished(content, spoken=False)
         await self._answer(user_turn_id, content, ended_at)
-
-    async def _on_replay_finished(self) -> None:
-        agent = self._agent
-        if agent is None:
-            return
-        agent.note_replay_finished()
-        if agent.heard_all:
-            await self._end_turn(agent)  # at once, so that the next frame finds the turn over
 
     def _on_data(self, data: object) -> None:
         turn_id = self._last_turn_id or new_id("turn")
@@ -391,7 +295,6 @@ class Session:
         self._agent = AgentTurn(
             record,
             send=self._send,
-            tts=self._tts,
             pace_audio=self._settings.pace_audio,
             announced=announced,
         )
@@ -405,7 +308,7 @@ class Session:
                 async with self._webhook.stream(
                     event, self._conversation.custom_headers
                 ) as replies:
-                    await turn.play(replies)
+                    await turn.play(replies, self._tts)
             except WEBHOOK_ERRORS as err:
                 _LOGGER.warning(
                     "Session %s: %s webhook of turn %s failed: %r",
@@ -414,27 +317,10 @@ class Session:
                     turn.turn_id,
                     err,
                 )
-            if not turn.announced:
-                return  # a welcome with nothing to say
-            await turn.end_reply()
-            if turn.record.audio_bytes:
-                await turn.wait_played(self._settings.replay_timeout)
-                if not turn.record.replay_finished:
-                    _LOGGER.warning(
-                        "Session %s: no replay_finished for turn %s within %.1f s",
-                        self.session_id,
-                        turn.turn_id,
-                        self._settings.replay_timeout,
-                    )
-            await self._end_turn(turn)
+            if turn.announced:  # else a welcome with nothing to say
+                await self._end_reply(turn)
         finally:
             self._finish(turn)
-
-    async def _end_turn(self, turn: AgentTurn) -> None:
-        """Send the agent turn's `turn.end`, once, whoever gets there first."""
-        if turn.record.ended_at is None:
-            self._finish(turn)
-            await self._send({"type": "turn.end", "role": "assistant", "turn_id": turn.turn_id})
 
     async def _interrupt(self) -> None:
         """Barge-in: abort the agent turn and remember what the user heard of it."""
@@ -450,32 +336,6 @@ class Session:
             "assistant_turn_id": turn.turn_id,
         }
 
-    def _finish(self, turn: AgentTurn) -> None:
-        """Record a finished agent turn and log it, once."""
-        record = turn.record
-        if record.ended_at is not None or not turn.announced:
-            return
-        record.ended_at = time.monotonic()
-        self._turns.append(record)
-        self._conversation.turns.append(record)
-        if record.agent_text:
-            self._add_transcript("assistant", record.agent_text)
-        _LOGGER.info(
-            "Turn %s: user %r -> agent %r; transcribed in %s, first text after %s, "
-            "first audio after %s, %d audio bytes, %s, %s in all",
-            record.agent_turn_id,
-            record.user_text,
-            record.agent_text,
-            _ms_between(record.user_ended_at, record.started_at),
-            _ms_between(record.started_at, record.first_text_at),
-            _ms_between(record.started_at, record.first_audio_at),
-            record.audio_bytes,
-            "interrupted"
-            if record.interrupted
-            else ("played" if record.replay_finished else "no replay_finished"),
-            _ms_between(record.user_ended_at or record.started_at, record.ended_at),
-        )
-
     async def _relay_data(self, turn_id: str, data: object) -> None:
         event = self._event("data", turn_id=turn_id, data=data)
         try:
@@ -490,25 +350,8 @@ class Session:
     def _start_agent(self, coro: Coroutine[Any, Any, None]) -> None:
         self._agent_task = self._spawn(coro)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and (err := task.exception()) is not None:
-            _LOGGER.error("Session %s: task failed", self.session_id, exc_info=err)
-
-    @staticmethod
-    async def _cancel(task: asyncio.Task[None]) -> None:
-        task.cancel()
-        await asyncio.wait({task})
-
     async def _teardown(self) -> None:
-        for task in list(self._tasks):
-            await self._cancel(task)
+        await self._cancel_tasks()
         if not self._ws.closed:
             await self._ws.close()
         self.recording.closed_at = time.monotonic()
@@ -518,7 +361,7 @@ class Session:
             _LOGGER.warning("Session %s: session.end webhook failed: %r", self.session_id, err)
         _LOGGER.info("Session %s closed", self.session_id)
 
-    # Webhook payloads and transcript.
+    # Webhook payloads.
 
     def _event(self, kind: str, **fields: Any) -> dict[str, Any]:
         event: dict[str, Any] = {
@@ -552,8 +395,3 @@ class Session:
             recording_status="disabled",
             transcript=[entry.to_json() for entry in self._transcript],
         )
-
-    def _add_transcript(self, role: str, text: str) -> None:
-        entry = TranscriptEntry(role, text, round(time.time() * 1000))
-        self._transcript.append(entry)
-        self._conversation.transcript.append(entry)

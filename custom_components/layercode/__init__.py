@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP, Platform
 from homeassistant.core import Event, HomeAssistant
@@ -64,7 +66,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: LayercodeConfigEntry) ->
     settings = settings_from_entry(entry)
     await async_check_agent(hass, http, entry)
 
-    entry.runtime_data = runtime = LayercodeRuntime(hass, http, settings)
+    entry.runtime_data = runtime = LayercodeRuntime(
+        hass, http, settings, reauth=partial(entry.async_start_reauth, hass)
+    )
     entry.async_on_unload(entry.add_update_listener(_async_reload_on_update))
 
     async def _async_close_on_stop(_event: Event) -> None:

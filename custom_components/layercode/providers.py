@@ -21,16 +21,13 @@ from .client import (
     LAYERCODE_WEBSOCKET_URL,
     TRANSIENT_ERRORS,
     AgentSession,
+    AuthorizeError,
     Authorizer,
-    InvalidApiKeyError,
     LayercodeError,
     LayercodeSession,
     TurnTrigger,
 )
 from .client.livelayer import (
-    AUTH_ERROR_CODES,
-    LiveLayerConnectionError,
-    LiveLayerError,
     LiveLayerOptions,
     LiveLayerSession,
     Room,
@@ -101,25 +98,21 @@ async def async_check_agent(
             translation_key="livekit_unavailable",
             translation_placeholders={"error": err.reason},
         ) from err
-    except InvalidApiKeyError as err:
-        raise _auth_failed(err.message) from err
-    except LiveLayerError as err:
-        if err.code in AUTH_ERROR_CODES:
-            raise _auth_failed(str(err)) from err
-        if isinstance(err, LiveLayerConnectionError):
+    except LayercodeError as err:
+        if err.needs_new_credentials:
+            raise _auth_failed(err) from err
+        if isinstance(err, TRANSIENT_ERRORS):
             raise _not_ready(err) from err
         raise _failed(err) from err
-    except TRANSIENT_ERRORS as err:
-        raise _not_ready(err) from err
-    except LayercodeError as err:
-        raise _failed(err) from err
 
 
-def _auth_failed(message: str) -> ConfigEntryAuthFailed:
+def _auth_failed(err: LayercodeError) -> ConfigEntryAuthFailed:
     return ConfigEntryAuthFailed(
         translation_domain=DOMAIN,
         translation_key="invalid_auth",
-        translation_placeholders={"error": message},
+        translation_placeholders={
+            "error": err.message if isinstance(err, AuthorizeError) else str(err)
+        },
     )
 
 

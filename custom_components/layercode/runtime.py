@@ -248,11 +248,17 @@ class LayercodeRuntime:
     """Sessions per conversation, aggregate state, and the events automations see."""
 
     def __init__(
-        self, hass: HomeAssistant, http: aiohttp.ClientSession, settings: RuntimeSettings
+        self,
+        hass: HomeAssistant,
+        http: aiohttp.ClientSession,
+        settings: RuntimeSettings,
+        reauth: Callable[[], None],
     ) -> None:
         self.hass = hass
         self._http = http
         self.settings = settings
+        self._reauth = reauth
+        """Asks the user for new credentials (the entry's reauth flow)."""
         self.conversations: dict[str, Conversation] = {}
         self.muted = False
         self.audio_output = settings.audio_output
@@ -467,7 +473,7 @@ class LayercodeRuntime:
         except LayercodeError as err:
             self.conversations.pop(conversation_id, None)
             conversation.remove_listener()
-            self._set_unavailable(str(err))
+            self._set_unavailable(err)
             self._notify_state()
             raise HomeAssistantError(
                 translation_domain=DOMAIN,
@@ -534,11 +540,13 @@ class LayercodeRuntime:
 
     # -- availability, logged once each way --------------------------------------------
 
-    def _set_unavailable(self, error: str) -> None:
-        self.last_error = error
+    def _set_unavailable(self, error: LayercodeError) -> None:
+        self.last_error = str(error)
         if self.available:
             self.available = False
             _LOGGER.warning("The Layercode agent is unavailable: %s", error)
+        if error.needs_new_credentials:
+            self._reauth()  # a key revoked or expired while Home Assistant runs
 
     def _set_available(self) -> None:
         if not self.available:
@@ -605,7 +613,7 @@ class LayercodeRuntime:
                 self._touch(conversation)
                 self._attach_agent_turn(conversation, turn)
             case SessionFailed(error=error):
-                self._set_unavailable(str(error))
+                self._set_unavailable(error)
                 self._fire(
                     RuntimeEvent(
                         RuntimeEventType.ERROR,

@@ -2,8 +2,8 @@
 // playwright-core, and prints one JSON object on stdout: the steps done with their times and
 // what they saw, or the error and the step it happened in. A screenshot of every step goes to
 // `screenshots`, so that a failure can be seen. Two scenarios, after logging in:
-//   add-integration  Settings > Devices & services > Add integration > Layercode, the config
-//                    flow with the local server's URLs, then the new device's page
+//   add-integration  Settings > Devices & services > Add integration > Layercode, the provider
+//                    menu, the config flow with the local server's URLs, the new device's page
 //   assist           the Assist dialog: one typed request, then one spoken into a fake
 //                    microphone that plays the WAV file `microphone` once
 //
@@ -65,6 +65,8 @@ async function addIntegration(page) {
     await page.getByText('Add integration', { exact: true }).click();
     await page.getByLabel('Search for a brand name').fill('Layercode');
     await page.getByText('Layercode Voice Agent', { exact: true }).click();
+    // The provider menu: Layercode or LiveLayer.
+    await page.getByText('Layercode agent', { exact: true }).click();
     await page.getByLabel('Agent ID').waitFor();
   });
 

@@ -7,13 +7,12 @@ a scripted agent in it; the session endpoint is a real HTTP server on 127.0.0.1.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 from unittest.mock import patch
 
-from aiohttp import web
 from homeassistant.components.assist_pipeline import PipelineEventType
 from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
+from homeassistant.const import STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr
 import pytest
@@ -31,6 +30,7 @@ from custom_components.layercode.const import (
 
 from ..conftest import StartApp, until
 from ..fake_room import FakeRoom, RoomScript, ScriptedAgent
+from ..session_endpoint import SessionEndpoint, serve_session_endpoint
 from .conftest import AGENT_ID, API_KEY, setup, unload
 from .test_assist_pipeline import (
     create_pipeline,
@@ -41,43 +41,14 @@ from .test_assist_pipeline import (
     voiced,
     wav_pcm,
 )
-from .test_setup_entities import AGENT_SPEAKING, AGENT_STATE, CONNECTION, StateLog
+from .test_setup_entities import AGENT_SPEAKING, AGENT_STATE, CONNECTION, StateLog, send_text
 
 REPLY = "The kitchen light is on."
 
 
-@dataclass
-class SessionEndpoint:
-    """LiveLayer's session endpoint: mints a room, or answers an error as told."""
-
-    url: str = ""
-    status: int = 200
-    error_code: str | None = None
-    requests: list[tuple[dict[str, str], Any]] = field(default_factory=list)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.requests.append((dict(request.headers), await request.json()))
-        if self.status != 200:
-            return web.json_response(
-                {"error": "scripted failure", "errorCode": self.error_code}, status=self.status
-            )
-        return web.json_response(
-            {
-                "token": f"token-{len(self.requests)}",
-                "url": "wss://rooms.invalid",
-                "roomName": f"room-{len(self.requests)}",
-                "agentConfig": {"name": "Kitchen agent"},
-            }
-        )
-
-
 @pytest.fixture
 async def endpoint(start_app: StartApp) -> SessionEndpoint:
-    endpoint = SessionEndpoint()
-    app = web.Application()
-    app.router.add_post("/api/widget/session", endpoint.handle)
-    endpoint.url = await start_app(app)
-    return endpoint
+    return await serve_session_endpoint(start_app)
 
 
 @pytest.fixture
@@ -147,8 +118,8 @@ async def test_voice_turn_through_a_livelayer_agent(
     assert len(voiced(pcm)) == pytest.approx(0.4 * 16000 * 2, abs=640)
 
     (room,) = rooms.rooms
-    assert rooms.connects == [("wss://rooms.invalid", "token-2")]  # 1: the set-up check
-    headers, body = endpoint.requests[-1]
+    assert rooms.connects == [("wss://rooms.test/2", "token-2")]  # 1: the set-up check
+    _, headers, body = endpoint.requests[-1]
     assert headers["x-api-key"] == API_KEY
     assert body == {"agentId": AGENT_ID}
     assert room.microphone is not None
@@ -210,3 +181,22 @@ async def test_session_endpoint_errors_at_setup(
     ]
     assert bool(reauth) == (code in ("key_expired", "key_wrong_org"))
     assert rooms.rooms == []
+
+
+async def test_key_expiring_while_running_starts_reauth(
+    hass: HomeAssistant, livelayer: MockConfigEntry, endpoint: SessionEndpoint, rooms: RoomScript
+) -> None:
+    """The key expires during a conversation: the room drops and the rejoin is refused, so the
+    agent is unavailable and Home Assistant asks for a new key with the LiveLayer form."""
+    assert (await send_text(hass, livelayer, "hello"))["text"] == REPLY
+    endpoint.status, endpoint.error_code = 401, "key_expired"
+    (room,) = rooms.rooms
+    room.drop("SIGNAL_CLOSE")
+
+    await until(lambda: hass.states.get(CONNECTION).state == STATE_UNAVAILABLE)  # type: ignore[union-attr]
+    await hass.async_block_till_done()
+    flows = hass.config_entries.flow.async_progress()
+    assert [(f["context"]["source"], f["step_id"]) for f in flows] == [
+        (SOURCE_REAUTH, "reauth_livelayer")
+    ]
+    assert len(rooms.rooms) == 1  # the refused rejoin opened no room

@@ -8,13 +8,11 @@ test environment, made to fail through its own loader where a test needs that.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 import socket
 import sys
 from typing import Any
 from unittest.mock import AsyncMock, patch
 
-from aiohttp import web
 from homeassistant.config_entries import SOURCE_REAUTH, SOURCE_USER, ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
@@ -46,62 +44,21 @@ from custom_components.layercode.const import (
 from custom_components.layercode.livekit import DATA_LIVEKIT_READY
 
 from ..conftest import StartApp
+from ..session_endpoint import AGENT_NAME, DEFAULT_PATH, SessionEndpoint, serve_session_endpoint
 from .conftest import AuthorizeEndpoint
 
 LL_AGENT = "ag_livelayer"
 LL_KEY = "ll_key"
-AGENT_NAME = "Kitchen Helper"
-DEFAULT_PATH = "/api/widget/session"
 CUSTOM_PATH = "/custom/mint"
 BAD_LIB = "/nonexistent/liblivekit_ffi.so"
 
 pytestmark = pytest.mark.usefixtures("mock_setup_entry")
 
 
-@dataclass
-class SessionEndpoint:
-    """LiveLayer's session endpoint on 127.0.0.1: mints a room, or answers as told."""
-
-    base_url: str = ""
-    status: int = 200
-    error_code: str | None = None
-    body: bytes | None = None
-    name: str | None = AGENT_NAME
-    requests: list[tuple[str, dict[str, str], Any]] = field(default_factory=list)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        """Record the request (path, headers, JSON body), then answer as told."""
-        self.requests.append((request.path, dict(request.headers), await request.json()))
-        if self.body is not None:
-            return web.Response(status=self.status, body=self.body, content_type="text/html")
-        if self.status != 200:
-            return web.json_response(
-                {"error": f"scripted {self.error_code}", "errorCode": self.error_code},
-                status=self.status,
-            )
-        answer: dict[str, Any] = {
-            "token": f"token-{len(self.requests)}",
-            "url": "wss://rooms.invalid",
-            "roomName": f"room-{len(self.requests)}",
-        }
-        if self.name is not None:
-            answer["agentConfig"] = {"name": self.name, "avatarImageUrl": None}
-        return web.json_response(answer)
-
-    def succeed(self) -> None:
-        """Answer with a room again."""
-        self.status, self.error_code, self.body = 200, None, None
-
-
 @pytest.fixture
 async def endpoint(start_app: StartApp) -> SessionEndpoint:
     """A SessionEndpoint at the default path and at CUSTOM_PATH."""
-    endpoint = SessionEndpoint()
-    app = web.Application()
-    app.router.add_post(DEFAULT_PATH, endpoint.handle)
-    app.router.add_post(CUSTOM_PATH, endpoint.handle)
-    endpoint.base_url = await start_app(app)
-    return endpoint
+    return await serve_session_endpoint(start_app, CUSTOM_PATH)
 
 
 @pytest.fixture(autouse=True)
@@ -235,7 +192,7 @@ async def test_livelayer_success(
         result["flow_id"],
         {
             CONF_AGENT_ID: f" {LL_AGENT} ",
-            CONF_BASE_URL: endpoint.base_url,
+            CONF_BASE_URL: endpoint.url,
             CONF_API_KEY: LL_KEY,
             CONF_SESSION_ENDPOINT: "  ",
         },
@@ -247,7 +204,7 @@ async def test_livelayer_success(
     assert result["data"] == {
         CONF_PROVIDER: Provider.LIVELAYER,
         CONF_AGENT_ID: LL_AGENT,
-        CONF_BASE_URL: endpoint.base_url,
+        CONF_BASE_URL: endpoint.url,
         CONF_API_KEY: LL_KEY,
     }
     assert result["result"].unique_id == f"livelayer_{LL_AGENT}"
@@ -270,7 +227,7 @@ async def test_livelayer_session_endpoint_and_fallback_title(
     session_endpoint = {
         "path": CUSTOM_PATH,
         "relative": CUSTOM_PATH.lstrip("/"),
-        "absolute": endpoint.base_url + CUSTOM_PATH,
+        "absolute": endpoint.url + CUSTOM_PATH,
     }[form]
     endpoint.name = None
     flow_id = await start_livelayer_flow(hass)
@@ -278,7 +235,7 @@ async def test_livelayer_session_endpoint_and_fallback_title(
         flow_id,
         {
             CONF_AGENT_ID: LL_AGENT,
-            CONF_BASE_URL: "https://livelayer.invalid" if form == "absolute" else endpoint.base_url,
+            CONF_BASE_URL: "https://livelayer.invalid" if form == "absolute" else endpoint.url,
             CONF_SESSION_ENDPOINT: session_endpoint,
         },
     )
@@ -315,16 +272,16 @@ async def test_livelayer_session_errors_then_success(
     flow then succeeds."""
     endpoint.status, endpoint.error_code = status, code
     flow_id = await start_livelayer_flow(hass)
-    result = await hass.config_entries.flow.async_configure(flow_id, ll_input(endpoint.base_url))
+    result = await hass.config_entries.flow.async_configure(flow_id, ll_input(endpoint.url))
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "livelayer"
     assert result["errors"] == {"base": error}
     assert f"HTTP {status}" in result["description_placeholders"]["error"]
-    assert suggested_values(result)[CONF_BASE_URL] == endpoint.base_url
+    assert suggested_values(result)[CONF_BASE_URL] == endpoint.url
     assert hass.config_entries.async_entries(DOMAIN) == []
 
     endpoint.succeed()
-    result = await hass.config_entries.flow.async_configure(flow_id, ll_input(endpoint.base_url))
+    result = await hass.config_entries.flow.async_configure(flow_id, ll_input(endpoint.url))
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["title"] == AGENT_NAME
     assert len(endpoint.requests) == 2
@@ -341,9 +298,9 @@ async def test_livelayer_unreachable_then_success(
     assert result["errors"] == {"base": "cannot_connect"}
     assert "127.0.0.1" in result["description_placeholders"]["error"]
 
-    result = await hass.config_entries.flow.async_configure(flow_id, ll_input(endpoint.base_url))
+    result = await hass.config_entries.flow.async_configure(flow_id, ll_input(endpoint.url))
     assert result["type"] is FlowResultType.CREATE_ENTRY
-    assert result["data"][CONF_BASE_URL] == endpoint.base_url
+    assert result["data"][CONF_BASE_URL] == endpoint.url
 
 
 @pytest.mark.parametrize(
@@ -359,15 +316,15 @@ async def test_livelayer_not_a_session_then_success(
 ) -> None:
     """A 200 that is not a session (a web page, garbage, a partial answer): session_failed,
     with what was wrong as the placeholder; then success."""
-    endpoint.body = body
+    endpoint.raw = body
     flow_id = await start_livelayer_flow(hass)
-    result = await hass.config_entries.flow.async_configure(flow_id, ll_input(endpoint.base_url))
+    result = await hass.config_entries.flow.async_configure(flow_id, ll_input(endpoint.url))
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {"base": "session_failed"}
     assert cause in result["description_placeholders"]["error"]
 
     endpoint.succeed()
-    result = await hass.config_entries.flow.async_configure(flow_id, ll_input(endpoint.base_url))
+    result = await hass.config_entries.flow.async_configure(flow_id, ll_input(endpoint.url))
     assert result["type"] is FlowResultType.CREATE_ENTRY
 
 
@@ -393,13 +350,13 @@ async def test_livelayer_invalid_fields(
     """Bad fields are field errors, found before anything is requested."""
     flow_id = await start_livelayer_flow(hass)
     result = await hass.config_entries.flow.async_configure(
-        flow_id, {**ll_input(endpoint.base_url), **changes}
+        flow_id, {**ll_input(endpoint.url), **changes}
     )
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == errors
     assert endpoint.requests == []
 
-    result = await hass.config_entries.flow.async_configure(flow_id, ll_input(endpoint.base_url))
+    result = await hass.config_entries.flow.async_configure(flow_id, ll_input(endpoint.url))
     assert result["type"] is FlowResultType.CREATE_ENTRY
 
 
@@ -407,7 +364,7 @@ async def test_livelayer_already_configured(hass: HomeAssistant, endpoint: Sessi
     """The same LiveLayer agent again aborts, whatever its base URL, without a request."""
     livelayer_entry(hass, "https://elsewhere.invalid")
     flow_id = await start_livelayer_flow(hass)
-    result = await hass.config_entries.flow.async_configure(flow_id, ll_input(endpoint.base_url))
+    result = await hass.config_entries.flow.async_configure(flow_id, ll_input(endpoint.url))
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "already_configured"
     assert endpoint.requests == []
@@ -424,7 +381,7 @@ async def test_livelayer_beside_a_layercode_agent_of_the_same_id(
         data={CONF_AGENT_ID: LL_AGENT, CONF_AUTHORIZE_URL: "https://api.layercode.invalid"},
     ).add_to_hass(hass)
     flow_id = await start_livelayer_flow(hass)
-    result = await hass.config_entries.flow.async_configure(flow_id, ll_input(endpoint.base_url))
+    result = await hass.config_entries.flow.async_configure(flow_id, ll_input(endpoint.url))
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert len(hass.config_entries.async_entries(DOMAIN)) == 2
 
@@ -439,7 +396,7 @@ async def test_livekit_native_library_does_not_load(
     session requested; once it loads, the same flow succeeds."""
     monkeypatch.setenv("LIVEKIT_LIB_PATH", BAD_LIB)
     flow_id = await start_livelayer_flow(hass)
-    result = await hass.config_entries.flow.async_configure(flow_id, ll_input(endpoint.base_url))
+    result = await hass.config_entries.flow.async_configure(flow_id, ll_input(endpoint.url))
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "livelayer"
     assert result["errors"] == {"base": "livekit_unavailable"}
@@ -450,7 +407,7 @@ async def test_livekit_native_library_does_not_load(
     assert DATA_LIVEKIT_READY not in hass.data
 
     monkeypatch.delenv("LIVEKIT_LIB_PATH")
-    result = await hass.config_entries.flow.async_configure(flow_id, ll_input(endpoint.base_url))
+    result = await hass.config_entries.flow.async_configure(flow_id, ll_input(endpoint.url))
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert len(endpoint.requests) == 1
 
@@ -461,7 +418,7 @@ async def test_livekit_package_missing(
     """The package cannot be imported: the form says it is not installed."""
     monkeypatch.setitem(sys.modules, "livekit.rtc._ffi_client", None)
     flow_id = await start_livelayer_flow(hass)
-    result = await hass.config_entries.flow.async_configure(flow_id, ll_input(endpoint.base_url))
+    result = await hass.config_entries.flow.async_configure(flow_id, ll_input(endpoint.url))
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {"base": "livekit_unavailable"}
     assert "not installed" in result["description_placeholders"]["error"]
@@ -473,13 +430,13 @@ async def test_livekit_check_is_done_once(
 ) -> None:
     """After one successful check, LiveKit is not loaded again (the library stays loaded)."""
     flow_id = await start_livelayer_flow(hass)
-    result = await hass.config_entries.flow.async_configure(flow_id, ll_input(endpoint.base_url))
+    result = await hass.config_entries.flow.async_configure(flow_id, ll_input(endpoint.url))
     assert result["type"] is FlowResultType.CREATE_ENTRY
 
     monkeypatch.setenv("LIVEKIT_LIB_PATH", BAD_LIB)  # would fail if loaded again
     flow_id = await start_livelayer_flow(hass)
     result = await hass.config_entries.flow.async_configure(
-        flow_id, {**ll_input(endpoint.base_url), CONF_AGENT_ID: "ag_second"}
+        flow_id, {**ll_input(endpoint.url), CONF_AGENT_ID: "ag_second"}
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["result"].unique_id == "livelayer_ag_second"
@@ -516,7 +473,7 @@ async def test_reauth_after_key_expired_at_setup(
     """Set-up meets key_expired: Home Assistant asks for a new key with the LiveLayer form; a
     key still refused is an error; a good one is stored and the entry loads."""
     endpoint.status, endpoint.error_code = 401, "key_expired"
-    entry = livelayer_entry(hass, endpoint.base_url)
+    entry = livelayer_entry(hass, endpoint.url)
     with patch("custom_components.layercode.async_setup_entry", real_async_setup_entry):
         await hass.config_entries.async_setup(entry.entry_id)
         await hass.async_block_till_done()
@@ -536,7 +493,7 @@ async def test_reauth_after_key_expired_at_setup(
         assert result["errors"] == {"base": "key_expired"}
         placeholders = result["description_placeholders"]
         assert placeholders["agent_id"] == LL_AGENT
-        assert placeholders["base_url"] == endpoint.base_url
+        assert placeholders["base_url"] == endpoint.url
         assert entry.data[CONF_API_KEY] == "ll_old"
 
         endpoint.succeed()
@@ -564,7 +521,7 @@ async def test_reauth_livelayer_errors(
     if failure == "cannot_connect":
         entry = livelayer_entry(hass, closed_port_url())
     else:
-        entry = livelayer_entry(hass, endpoint.base_url)
+        entry = livelayer_entry(hass, endpoint.url)
         endpoint.status, endpoint.error_code = 403, failure
     result = await entry.start_reauth_flow(hass)
     assert result["type"] is FlowResultType.FORM
@@ -603,7 +560,7 @@ async def test_reconfigure_livelayer(
 
     endpoint.status, endpoint.error_code = 400, "agent_has_no_org"
     result = await hass.config_entries.flow.async_configure(
-        flow_id, {CONF_BASE_URL: endpoint.base_url, CONF_SESSION_ENDPOINT: CUSTOM_PATH}
+        flow_id, {CONF_BASE_URL: endpoint.url, CONF_SESSION_ENDPOINT: CUSTOM_PATH}
     )
     assert result["errors"] == {"base": "agent_has_no_org"}
     assert CONF_API_KEY not in suggested_values(result)
@@ -611,7 +568,7 @@ async def test_reconfigure_livelayer(
 
     endpoint.succeed()
     result = await hass.config_entries.flow.async_configure(
-        flow_id, {CONF_BASE_URL: endpoint.base_url, CONF_SESSION_ENDPOINT: CUSTOM_PATH}
+        flow_id, {CONF_BASE_URL: endpoint.url, CONF_SESSION_ENDPOINT: CUSTOM_PATH}
     )
     await hass.async_block_till_done()
     assert result["type"] is FlowResultType.ABORT
@@ -619,7 +576,7 @@ async def test_reconfigure_livelayer(
     assert entry.data == {
         CONF_PROVIDER: Provider.LIVELAYER,
         CONF_AGENT_ID: LL_AGENT,
-        CONF_BASE_URL: endpoint.base_url,
+        CONF_BASE_URL: endpoint.url,
         CONF_API_KEY: "ll_stored",
         CONF_SESSION_ENDPOINT: CUSTOM_PATH,
     }
@@ -639,7 +596,7 @@ async def test_options_for_a_livelayer_entry(
     hass: HomeAssistant, endpoint: SessionEndpoint
 ) -> None:
     """The options form works for LiveLayer entries, without the Layercode-only options."""
-    entry = livelayer_entry(hass, endpoint.base_url)
+    entry = livelayer_entry(hass, endpoint.url)
     result = await hass.config_entries.options.async_init(entry.entry_id)
     assert result["type"] is FlowResultType.FORM
     fields = [str(key) for key in result["data_schema"].schema]

@@ -132,6 +132,22 @@ async def test_setup_auth_failure_starts_reauth(
     assert [flow["context"]["source"] for flow in flows] == ["reauth"]
 
 
+async def test_key_revoked_while_running_starts_reauth(
+    hass: HomeAssistant, loaded: MockConfigEntry, agent_server: LocalAgentServer
+) -> None:
+    """A key revoked after set-up: the next conversation fails with the reason, and Home
+    Assistant asks for a new key once, however many conversations fail."""
+    agent_server.api_key = "sk_rotated"
+    for _ in range(2):
+        with pytest.raises(HomeAssistantError) as info:
+            await send_text(hass, loaded, "anyone there?")
+        assert "HTTP 401" in str(info.value)
+    await hass.async_block_till_done()
+    flows = hass.config_entries.flow.async_progress()
+    assert [(f["context"]["source"], f["step_id"]) for f in flows] == [("reauth", "reauth_confirm")]
+    assert hass.states.get(CONNECTION).state == STATE_UNAVAILABLE  # type: ignore[union-attr]
+
+
 async def test_setup_unreachable_retries(
     hass: HomeAssistant, agent_server: LocalAgentServer
 ) -> None:

@@ -6,6 +6,11 @@ from __future__ import annotations
 class LayercodeError(Exception):
     """Base class of every error this library raises."""
 
+    @property
+    def needs_new_credentials(self) -> bool:
+        """Only new credentials fix it: retrying with the same key cannot succeed."""
+        return False
+
 
 class LayercodeConnectionError(LayercodeError):
     """The server could not be reached, or the connection broke."""
@@ -34,6 +39,10 @@ class BadRequestError(AuthorizeError):
 
 class InvalidApiKeyError(AuthorizeError):
     """401: the API key (or the user's own backend) rejected the credentials."""
+
+    @property
+    def needs_new_credentials(self) -> bool:
+        return True
 
 
 class InsufficientBalanceError(AuthorizeError):

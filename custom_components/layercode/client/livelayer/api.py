@@ -41,6 +41,10 @@ class LiveLayerError(LayercodeError):
         self.code = code
         self.status = status
 
+    @property
+    def needs_new_credentials(self) -> bool:
+        return self.code in AUTH_ERROR_CODES
+
 
 class LiveLayerConnectionError(LiveLayerError, LayercodeConnectionError):
     """The session endpoint or the room could not be reached: retry later."""

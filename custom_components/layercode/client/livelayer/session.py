@@ -247,7 +247,7 @@ class LiveLayerSession(AgentSession):
             if isinstance(err, LayercodeError):
                 raise
             raise LiveLayerConnectionError(
-                f"Cannot join the LiveKit room: {err or 'timed out'}", ErrorCode.CONNECT_FAILED
+                f"Cannot join the LiveKit room: {str(err) or 'timed out'}", ErrorCode.CONNECT_FAILED
             ) from err
         if self._closing:
             await self._leave()
@@ -277,6 +277,9 @@ class LiveLayerSession(AgentSession):
             self._agent_timer = None
         room, self._room, self._microphone = self._room, None, None
         self.agent_identity = None
+        if self._sender is not None and self._sender is not asyncio.current_task():
+            self._sender.cancel()
+        self._sender = None
         if room is not None:
             with contextlib.suppress(Exception):
                 await room.disconnect()
@@ -300,7 +303,10 @@ class LiveLayerSession(AgentSession):
         self._set_connection(ConnectionState.ERROR)
 
     async def _resume(self, reason: str) -> None:
-        """The room dropped: join again (resuming the conversation), with bounded backoff."""
+        """The room dropped: join again (resuming the conversation), with bounded backoff.
+
+        A refusal that retrying cannot fix (an expired key) ends it with that refusal.
+        """
         error = LiveLayerError(f"The room disconnected: {reason}", ErrorCode.ROOM_DISCONNECT)
         for delay in self._reconnect_delays:
             await asyncio.sleep(delay)
@@ -309,7 +315,8 @@ class LiveLayerSession(AgentSession):
             except LiveLayerConnectionError as err:
                 _LOGGER.debug("Rejoining room %s failed: %s", self.room_name, err)
                 continue
-            except LiveLayerError:
+            except LiveLayerError as err:
+                error = err
                 break
             self._reconnect = None
             return
@@ -556,6 +563,7 @@ class LiveLayerSession(AgentSession):
         self._set_user_speaking(False)
         if self._capturing and self.agent_state is AgentState.LISTENING:
             self._silence_until = asyncio.get_running_loop().time() + self._end_of_speech_silence
+            self._outgoing.put_nowait(b"")  # wakes an idle sender for the silence tail
 
     async def cut_in(self) -> None:
         self.interrupt_agent()
@@ -574,6 +582,8 @@ class LiveLayerSession(AgentSession):
                 frame = silence
             else:
                 frame = self._outgoing.get_nowait()
+            if not frame:
+                continue
             if (delay := next_at - loop.time()) > 0:
                 await asyncio.sleep(delay)
             next_at = max(next_at, loop.time() - CATCH_UP) + frame_time
@@ -608,7 +618,7 @@ class LiveLayerSession(AgentSession):
     async def send_text(self, text: str) -> None:
         self.interrupt_agent()
         await self._publish("text", lambda room: room.send_chat(text))
-        self._set_agent_state(AgentState.THINKING)
+        self._on_agent_state(AgentState.THINKING)
 
     async def send_data(self, data: dict[str, Any]) -> None:
         payload = json.dumps(data, separators=(",", ":")).encode()
