@@ -625,16 +625,17 @@ class LayercodeRuntime:
                 self._notify_state()
 
     async def _async_tool_call(self, conversation: Conversation, content: dict[str, Any]) -> None:
-        """Run the agent's tool call, answer it, and record it (chat log, event entity)."""
+        """Run the agent's tool call, record it (chat log, event entity), and answer it: the
+        event comes first, so that automations see the call before the agent goes on."""
         record = await self.home_control.async_call(conversation.tools, content)
         records = conversation.tools.records
         records.append(record)
         del records[:-TOOL_RECORDS]  # calls no chat log took (e.g. after the reply) are dropped
+        self._fire_conversation(conversation, RuntimeEventType.AGENT_TOOL_CALL, record.attributes())
         try:
             await conversation.session.send_data(record.message())
         except LayercodeError as err:
             _LOGGER.warning("Could not send the result of tool %s: %s", record.name, err)
-        self._fire_conversation(conversation, RuntimeEventType.AGENT_TOOL_CALL, record.attributes())
 
     @staticmethod
     def _attach_agent_turn(conversation: Conversation, turn: AgentTurn) -> None:

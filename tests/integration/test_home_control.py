@@ -12,7 +12,7 @@ from unittest.mock import patch
 
 from homeassistant.components import conversation
 from homeassistant.components.homeassistant.exposed_entities import async_expose_entity
-from homeassistant.core import Context, HomeAssistant
+from homeassistant.core import Context, HomeAssistant, callback
 from homeassistant.helpers import chat_session, llm
 from homeassistant.setup import async_setup_component
 import jsonschema
@@ -112,6 +112,7 @@ async def converse(hass: HomeAssistant, text: str, user_id: str | None = None) -
 def tool_events(hass: HomeAssistant, recorded: list[dict[str, Any]]) -> None:
     """Record the event entity's `agent_tool_call` events."""
 
+    @callback
     def listener(event: Any) -> None:
         new = event.data.get("new_state")
         if new is not None and new.attributes.get("event_type") == "agent_tool_call":
