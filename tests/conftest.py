@@ -1,4 +1,5 @@
-"""Fixtures shared by every test: an HTTP client and throwaway HTTP servers on 127.0.0.1."""
+"""Fixtures shared by every test: an HTTP client, throwaway HTTP servers on 127.0.0.1, and
+client library sessions against them."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import aiohttp
 from aiohttp import web
 import pytest
 
+from custom_components.layercode.client import Authorizer, LayercodeSession, SessionEvent
 from local_agent_server import LocalAgentServer
 
 type StartApp = Callable[[web.Application], Awaitable[str]]
 type StartServer = Callable[..., Awaitable[LocalAgentServer]]
+type MakeSession = Callable[..., Awaitable[tuple[LayercodeSession, list[SessionEvent]]]]
 
 
 async def until(predicate: Callable[[], object], timeout: float = 10.0) -> None:
@@ -69,3 +72,26 @@ async def start_server() -> AsyncIterator[StartServer]:
     yield start
     for server in servers:
         await server.stop()
+
+
+@pytest.fixture
+async def make_session(http: aiohttp.ClientSession) -> AsyncIterator[MakeSession]:
+    """Connected client sessions recording their events; all disconnected after the test."""
+    sessions: list[LayercodeSession] = []
+
+    async def make(
+        server: LocalAgentServer, *, connect: bool = True, api_key: str | None = None, **kwargs: Any
+    ) -> tuple[LayercodeSession, list[SessionEvent]]:
+        authorizer = Authorizer(server.authorize_url, server.agent_id, api_key=api_key)
+        kwargs.setdefault("reconnect_delays", (0.05, 0.1, 0.2))
+        session = LayercodeSession(http, authorizer, websocket_url=server.websocket_url, **kwargs)
+        events: list[SessionEvent] = []
+        session.add_listener(events.append)
+        sessions.append(session)
+        if connect:
+            await session.connect()
+        return session, events
+
+    yield make
+    for session in sessions:
+        await session.disconnect()

@@ -11,7 +11,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 import json
-import math
 import re
 from typing import Any
 
@@ -19,15 +18,11 @@ import numpy as np
 
 from custom_components.layercode.client.livelayer import AUDIO_RATE, RoomHandler, Segment
 
+from .signals import tone
+
 AGENT_IDENTITY = "agent-1"
 USER_IDENTITY = "ha-user"
 FRAME_BYTES = AUDIO_RATE // 50 * 2
-
-
-def tone(seconds: float, frequency: float = 440.0, level: float = 0.3) -> bytes:
-    """A sine tone as 16 kHz mono PCM."""
-    t = np.arange(round(seconds * AUDIO_RATE)) / AUDIO_RATE
-    return (level * 32767 * np.sin(2 * math.pi * frequency * t)).astype("<i2").tobytes()
 
 
 class FakeMicrophone:

@@ -21,7 +21,6 @@ from .client import (
     LAYERCODE_WEBSOCKET_URL,
     TRANSIENT_ERRORS,
     AgentSession,
-    AuthorizeError,
     Authorizer,
     LayercodeError,
     LayercodeSession,
@@ -110,9 +109,7 @@ def _auth_failed(err: LayercodeError) -> ConfigEntryAuthFailed:
     return ConfigEntryAuthFailed(
         translation_domain=DOMAIN,
         translation_key="invalid_auth",
-        translation_placeholders={
-            "error": err.message if isinstance(err, AuthorizeError) else str(err)
-        },
+        translation_placeholders={"error": str(err)},
     )
 
 

@@ -60,6 +60,7 @@ from ..fake_room import (
     tone,
 )
 from ..session_endpoint import SessionEndpoint, serve_session_endpoint
+from ..signals import dominant_frequency, rms
 
 TIMEOUT = 5.0
 AGENT_ID = "ag_kitchen"
@@ -195,17 +196,6 @@ async def agent_audio_read(room: FakeRoom) -> None:
     """Wait until the session has taken every frame the agent played into the room."""
     await until(room._audio.empty, TIMEOUT)
     await asyncio.sleep(0)
-
-
-def dominant_frequency(pcm: bytes) -> float:
-    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
-    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
-    return float(np.fft.rfftfreq(len(samples), 1 / AUDIO_RATE)[int(np.argmax(spectrum))])
-
-
-def rms(pcm: bytes) -> float:
-    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
-    return float(np.sqrt(np.mean(samples**2)))
 
 
 # -- connecting --------------------------------------------------------------------------

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable
 import json
 from typing import Any
 
-import aiohttp
 import numpy as np
 import pytest
 
@@ -17,12 +16,10 @@ from custom_components.layercode.client import (
     AgentTurn,
     AgentTurnStarted,
     AmplitudeChanged,
-    Authorizer,
     Connected,
     InvalidApiKeyError,
     LayercodeConnectionError,
     LayercodeSession,
-    SessionEvent,
     SessionFailed,
     SessionStatus,
     StatusChanged,
@@ -36,7 +33,7 @@ from custom_components.layercode.client.messages import (
 )
 from local_agent_server import LocalAgentServer, ToneTextToSpeech
 
-from ..conftest import StartServer, until
+from ..conftest import MakeSession, StartServer, until
 
 TIMEOUT = 10.0
 TTS_MS_PER_CHAR = 50  # ToneTextToSpeech's default
@@ -51,32 +48,6 @@ def tone(seconds: float, frequency: float = 440.0) -> bytes:
 def agent_audio_bytes(text: str) -> int:
     """What the deterministic TTS sends for `text`."""
     return len(text) * TTS_MS_PER_CHAR * 16 * 2
-
-
-type MakeSession = Callable[..., Awaitable[tuple[LayercodeSession, list[SessionEvent]]]]
-
-
-@pytest.fixture
-async def make_session(http: aiohttp.ClientSession) -> AsyncIterator[MakeSession]:
-    """Connected client sessions recording their events; all disconnected after the test."""
-    sessions: list[LayercodeSession] = []
-
-    async def make(
-        server: LocalAgentServer, *, connect: bool = True, api_key: str | None = None, **kwargs: Any
-    ) -> tuple[LayercodeSession, list[SessionEvent]]:
-        authorizer = Authorizer(server.authorize_url, server.agent_id, api_key=api_key)
-        kwargs.setdefault("reconnect_delays", (0.05, 0.1, 0.2))
-        session = LayercodeSession(http, authorizer, websocket_url=server.websocket_url, **kwargs)
-        events: list[SessionEvent] = []
-        session.add_listener(events.append)
-        sessions.append(session)
-        if connect:
-            await session.connect()
-        return session, events
-
-    yield make
-    for session in sessions:
-        await session.disconnect()
 
 
 async def speak(session: LayercodeSession, pcm: bytes, chunk: int = 320) -> None:

@@ -55,6 +55,7 @@ from custom_components.layercode.runtime import UNCLAIMED_AUDIO_TIMEOUT
 from custom_components.layercode.tts import CACHE_CLEANUP_DELAY
 from local_agent_server import EchoResponder, LocalAgentServer, Reply, SendData, Speak
 
+from ..signals import dominant_frequency
 from .conftest import AGENT_ID, API_KEY, make_entry, setup, unload
 from .test_setup_entities import (
     AGENT_SPEAKING,
@@ -187,13 +188,6 @@ def voiced(pcm: bytes, threshold: int = 300) -> bytes:
     if not len(loud):
         return b""
     return samples[loud[0] : loud[-1] + 1].tobytes()
-
-
-def dominant_frequency(pcm: bytes, rate: int) -> float:
-    """The loudest frequency of 16-bit PCM."""
-    samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(np.float64)
-    magnitudes = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
-    return float(np.fft.rfftfreq(len(samples), 1 / rate)[np.argmax(magnitudes)])
 
 
 def agent_turns(server: LocalAgentServer) -> list[Any]:

@@ -31,10 +31,10 @@ from custom_components.layercode.const import (
 from ..conftest import StartApp, until
 from ..fake_room import FakeRoom, RoomScript, ScriptedAgent
 from ..session_endpoint import SessionEndpoint, serve_session_endpoint
+from ..signals import dominant_frequency
 from .conftest import AGENT_ID, API_KEY, setup, unload
 from .test_assist_pipeline import (
     create_pipeline,
-    dominant_frequency,
     fetch,
     run_voice_turn,
     speech,

@@ -40,8 +40,9 @@ from custom_components.layercode.client.audio import AGENT_RATE
 from custom_components.layercode.runtime import LayercodeRuntime
 from local_agent_server import EchoResponder, Reply, Speak, ToneTextToSpeech
 
+from ..signals import dominant_frequency
 from . import test_assist_pipeline
-from .test_assist_pipeline import StartAgent, dominant_frequency, speech
+from .test_assist_pipeline import StartAgent, speech
 from .test_assist_satellite import PIPELINE_SELECT, installed
 from .test_setup_entities import AGENT_SPEAKING, EVENTS, until
 

@@ -18,14 +18,11 @@ import sys
 from typing import Any
 
 import aiohttp
-import numpy as np
 import pytest
 
 from custom_components.layercode.client import (
     AgentTurn,
-    Authorizer,
     LayercodeConnectionError,
-    LayercodeSession,
     SessionEvent,
     SessionStatus,
     TurnTrigger,
@@ -45,9 +42,10 @@ from local_agent_server.__main__ import _parse_args, _relay
 from local_agent_server.layercode_client import default_room_factory
 
 from ..client.test_session import next_agent_turn, play, speak
-from ..conftest import StartApp, until
-from ..fake_room import AGENT_IDENTITY, FakeRoom, RoomScript, ScriptedAgent, tone
+from ..conftest import MakeSession, StartApp, until
+from ..fake_room import AGENT_IDENTITY, FakeRoom, RoomScript, ScriptedAgent
 from ..session_endpoint import SessionEndpoint, serve_session_endpoint
+from ..signals import dominant_frequency, tone
 from .helpers import Connect
 
 AGENT_ID = "ag_relay"
@@ -104,42 +102,6 @@ async def start_relay(endpoint: SessionEndpoint, rooms: RoomScript) -> AsyncIter
     assert all(room.left for room in rooms.rooms)
     async with asyncio.timeout(TIMEOUT):  # the agents finish what they were saying
         await asyncio.gather(*(room.agent.wait() for room in rooms.rooms if room.agent))
-
-
-type MakeSession = Callable[..., Awaitable[tuple[LayercodeSession, list[SessionEvent]]]]
-
-
-@pytest.fixture
-async def make_session(http: aiohttp.ClientSession) -> AsyncIterator[MakeSession]:
-    """Client library sessions recording their events; all disconnected after the test."""
-    sessions: list[LayercodeSession] = []
-
-    async def make(
-        server: LocalAgentServer, *, connect: bool = True
-    ) -> tuple[LayercodeSession, list[SessionEvent]]:
-        authorizer = Authorizer(server.authorize_url, server.agent_id)
-        session = LayercodeSession(
-            http,
-            authorizer,
-            websocket_url=server.websocket_url,
-            reconnect_delays=(0.05, 0.1),
-        )
-        events: list[SessionEvent] = []
-        session.add_listener(events.append)
-        sessions.append(session)
-        if connect:
-            await session.connect()
-        return session, events
-
-    yield make
-    for session in sessions:
-        await session.disconnect()
-
-
-def dominant_frequency(pcm: bytes) -> float:
-    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
-    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
-    return float(np.fft.rfftfreq(len(samples), 1 / RATE)[np.argmax(spectrum)])
 
 
 def voiced(frames: list[tuple[float, bytes]]) -> bytes:
